@@ -1,0 +1,6 @@
+def tenancy(request):
+    return {
+        "tenant": getattr(request, "tenant", None),
+        "membership": getattr(request, "membership", None),
+        "memberships": getattr(request, "memberships", []),
+    }

@@ -1,0 +1,52 @@
+from django import template
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+register = template.Library()
+
+
+@register.simple_tag
+def url_if_exists(name: str) -> str:
+    """The URL of a named route, or "" while the page does not exist yet (navigation hides it)."""
+    try:
+        return reverse(name)
+    except NoReverseMatch:
+        return ""
+
+
+@register.simple_tag
+def timestamp(value, fmt: str = "M j, Y H:i") -> str:
+    """A time in the viewer's time zone, with the exact timestamp on hover."""
+    if value is None:
+        return ""
+    from django.utils.dateformat import format as date_format
+
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        local.isoformat(),
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        date_format(local, fmt),
+    )
+
+
+TYPE_ICONS = {
+    "call": "telephone",
+    "email": "envelope",
+    "sms": "chat-left-text",
+    "whatsapp": "whatsapp",
+    "chat": "chat-dots",
+    "ticket": "ticket-perforated",
+    "note": "sticky",
+    "meeting": "people",
+    "task": "check2-square",
+    "lead_conversion": "arrow-left-right",
+    "contact_update": "pencil-square",
+}
+
+
+@register.simple_tag
+def type_icon(activity_type: str) -> str:
+    icon = TYPE_ICONS.get(activity_type, "circle")
+    return format_html('<i class="bi bi-{}" aria-hidden="true"></i>', icon)
