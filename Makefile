@@ -1,0 +1,51 @@
+# Developer entry points. Everything runs from a project-local virtualenv (.venv) that these targets
+# create; `make run` needs nothing but Python 3.11, `make test` also installs a few Debian packages.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Two pytest-xdist workers (each gets its own test database, Dovecot and Celery worker).
+PYTEST_ARGS ?= -n 2
+ARGS ?=
+
+.PHONY: venv run test test-fast system-deps lint format check-deploy bench clean
+
+venv: $(STAMP)
+
+# Re-installs only when pyproject.toml changes (or the venv is missing).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m crm.devtools.run $(ARGS)
+
+system-deps:
+	@bash crm/devtools/system-deps.sh
+
+test: $(STAMP) system-deps
+	EMAILSYNC_ALLOW_PRIVATE_HOSTS=1 $(PY) -m crm.devtools.services -- $(PY) -m pytest $(PYTEST_ARGS) $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Production settings with throw-away secrets: fails on any deploy warning.
+check-deploy: $(STAMP)
+	DJANGO_ENV=production \
+	SECRET_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))')" \
+	FIELD_ENCRYPTION_KEYS="$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
+	ALLOWED_HOSTS=crm.example.com \
+	$(PY) manage.py check --deploy --fail-level WARNING
+
+bench: $(STAMP)
+	$(PY) -m crm.devtools.services -- $(PY) -m bench.run $(ARGS)
+
+clean:
+	rm -rf var/staticfiles test-artifacts

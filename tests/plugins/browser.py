@@ -1,0 +1,116 @@
+"""Playwright (sync API) driving the system Chromium (Debian package ``chromium``), no browser download.
+
+Fixtures
+  browser        session   a headless Chromium
+  page           function  a page in a fresh context; ``page.console_errors`` collects console errors
+                           and uncaught page errors; a screenshot lands in test-artifacts/ on failure
+  browser_login  function  ``login(page, live_server, email, password)``: submits the /login/ form
+
+Use with pytest-django's ``live_server``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; Django's ORM refuses to run where it sees one.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+DEFAULT_TIMEOUT_MS = 15_000
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"_report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def _playwright():
+    if not os.path.exists(CHROMIUM):
+        reason = f"{CHROMIUM} not found: install the Debian package chromium (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    manager = sync_playwright()
+    playwright = manager.start()
+    try:
+        yield playwright
+    finally:
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def browser(_playwright):
+    browser = _playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+def _collect_console_error(page, msg) -> None:
+    if msg.type != "error":
+        return
+    # Chromium asks for /favicon.ico on its own; a 404 there is not the page's error.
+    if (msg.location or {}).get("url", "").endswith("/favicon.ico"):
+        return
+    page.console_errors.append(msg.text)
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda msg: _collect_console_error(page, msg))
+    page.on("pageerror", lambda exc: page.console_errors.append(f"pageerror: {exc}"))
+    try:
+        yield page
+    finally:
+        report = getattr(request.node, "_report_call", None)
+        if report is not None and report.failed:
+            ARTIFACTS.mkdir(exist_ok=True)
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)[-180:]
+            try:
+                page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+                (ARTIFACTS / f"{name}.html").write_text(page.content())
+            except Exception:  # noqa: BLE001, S110 - best effort; the test already failed
+                pass
+        context.close()
+
+
+@pytest.fixture
+def browser_login():
+    """``login(page, live_server, email, password)``: log in through the real /login/ form."""
+
+    def login(page, live_server, email: str, password: str) -> None:
+        base = getattr(live_server, "url", str(live_server)).rstrip("/")
+        page.goto(f"{base}/login/")
+        form = page.locator("form:has(input[name='password'])")
+        form.locator("input[name='username']").fill(email)
+        form.locator("input[name='password']").fill(password)
+        with page.expect_navigation():
+            form.locator("[type='submit']").first.click()
+
+    return login
