@@ -187,3 +187,21 @@ class EmailLocationFactory(factory.django.DjangoModelFactory):
     folder = "INBOX"
     uidvalidity = 1
     uid = factory.Sequence(lambda n: n + 1)
+
+
+class MailboxFolderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "emailsync.MailboxFolder"
+
+    tenant = factory.SubFactory(TenantFactory)
+    mailbox = factory.SubFactory(MailboxFactory, tenant=SAME_TENANT)
+    name = factory.Sequence(lambda n: f"Folder{n}")
+
+
+class OutgoingEmailFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "emailsync.OutgoingEmail"
+
+    tenant = factory.SubFactory(TenantFactory)
+    to = factory.Sequence(lambda n: [f"to{n}@example.test"])
+    subject = factory.Sequence(lambda n: f"Outgoing {n}")
