@@ -150,6 +150,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
+# emailsync: fan out due mailboxes (one task per mailbox; the lease keeps it to one sync at a time).
+CELERY_BEAT_SCHEDULE["emailsync-dispatch-due-mailboxes"] = {
+    "task": "emailsync.tasks.dispatch_due_mailboxes",
+    "schedule": 30.0,
+}
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

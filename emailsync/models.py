@@ -93,6 +93,7 @@ class ParseStatus(models.TextChoices):
     OK = "ok", "Parsed"
     PARTIAL = "partial", "Parsed with defects"
     FAILED = "failed", "Unparseable (stored raw)"
+    TRUNCATED = "truncated", "Too large (headers only)"
 
 
 class IncomingEmail(TenantOwned):
@@ -147,6 +148,33 @@ class EmailLocation(TenantOwned):
             )
         ]
         indexes = [models.Index(fields=["email", "mailbox"], name="email_location_email")]
+
+
+class SmtpSettings(TenantOwned, Timestamped):
+    """The tenant's outgoing mail server (one per tenant); the password is encrypted like mailbox secrets."""
+
+    host = models.CharField(max_length=253)
+    port = models.PositiveIntegerField(default=587)
+    security = models.CharField(max_length=10, choices=Security.choices, default=Security.STARTTLS)
+    username = models.CharField(max_length=254, blank=True)
+    secret_encrypted = models.TextField(blank=True, editable=False)
+    from_address = models.CharField(
+        max_length=254, blank=True, help_text="Envelope sender; empty: the author's own address."
+    )
+
+    class Meta:
+        verbose_name = "SMTP settings"
+        verbose_name_plural = "SMTP settings"
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="smtp_settings_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def set_secret(self, secret: str) -> None:
+        self.secret_encrypted = crypto.encrypt(secret) if secret else ""
+
+    def get_secret(self) -> str:
+        return crypto.decrypt(self.secret_encrypted) if self.secret_encrypted else ""
 
 
 class OutgoingStatus(models.TextChoices):
