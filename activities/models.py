@@ -206,3 +206,45 @@ class FeedEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id}: {self.summary[:60]}"
+
+
+class SavedViewQuerySet(TenantQuerySet):
+    def visible_to(self, membership):
+        """The member's own saved views plus those shared with one of their teams."""
+        from crm import visibility
+
+        return self.for_tenant(membership.tenant_id).filter(
+            Q(owner_id=membership.user_id) | Q(team_id__in=visibility.team_ids(membership))
+        )
+
+
+class SavedView(TenantOwned):
+    """A named set of grid filters (the grid's query string), private or shared with one team."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=2000, blank=True, help_text="The grid's query string.")
+    team = models.ForeignKey(
+        "crm.Team",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Shared with this team; empty: private.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager.from_queryset(SavedViewQuerySet)()
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "owner", "name"], name="savedview_name_per_owner")
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "owner"], name="savedview_tenant_owner"),
+            models.Index(fields=["tenant", "team"], name="savedview_tenant_team"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
+from django.urls import NoReverseMatch, reverse
 
 from crm import visibility
 from crm.models import Account, Contact, Lead, Membership
@@ -20,6 +22,10 @@ class FeedRow:
     account_name: str | None
     agent_name: str | None
     redacted: bool
+    source_url: str | None = None
+    contact_url: str | None = None
+    lead_url: str | None = None
+    account_url: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.entry, name)
@@ -33,24 +39,61 @@ class FeedRow:
         return "" if self.redacted else self.entry.first_message
 
 
+def safe_reverse(name: str, pk) -> str | None:
+    """The URL of ``name`` for ``pk``, or None while that page does not exist (yet)."""
+    if pk is None:
+        return None
+    try:
+        return reverse(name, kwargs={"pk": pk})
+    except NoReverseMatch:
+        return None
+
+
+# (app_label, model) of an activity's source object -> the URL name of its page.
+SOURCE_PAGES = {
+    ("contactcenter", "closedinteraction"): "contactcenter:messages",
+    ("emailsync", "incomingemail"): "emailsync:email-detail",
+    ("contactcenter", "ticket"): "contactcenter:ticket-detail",
+}
+
+
+def source_url(entry) -> str | None:
+    """Where a feed row comes from: the interaction's messages, the email, the ticket; or None."""
+    if entry.kind == "interaction":
+        return safe_reverse("contactcenter:messages", entry.id)
+    if not entry.source_type_id or entry.source_id is None:
+        return None
+    try:
+        ct = ContentType.objects.get_for_id(entry.source_type_id)  # cached per process
+    except ContentType.DoesNotExist:
+        return None
+    name = SOURCE_PAGES.get((ct.app_label, ct.model))
+    return safe_reverse(name, entry.source_id) if name else None
+
+
 def _names(model, ids: set[int], field: str = "name") -> dict[int, str]:
     if not ids:
         return {}
     return dict(model.objects.filter(pk__in=ids).values_list("pk", field))
 
 
-def email_participation(*, membership: Membership, entries: list[FeedEntry]) -> set[int]:
-    """Ids of email feed rows whose message was seen in one of the viewer's own mailboxes."""
+def emails_seen_by(*, membership: Membership, email_ids: set[int]) -> set[int]:
+    """Which of these incoming-email ids were seen in one of the viewer's own mailboxes."""
     from emailsync.models import EmailLocation  # emailsync depends on activities, not the reverse
 
-    source_ids = {e.source_id for e in entries if e.type == ActivityType.EMAIL and e.source_id}
-    if not source_ids:
+    if not email_ids:
         return set()
-    seen = set(
+    return set(
         EmailLocation.objects.for_tenant(membership.tenant_id)
-        .filter(email_id__in=source_ids, mailbox__owner_id=membership.user_id)
+        .filter(email_id__in=email_ids, mailbox__owner_id=membership.user_id)
         .values_list("email_id", flat=True)
     )
+
+
+def email_participation(*, membership: Membership, entries: list[FeedEntry]) -> set[int]:
+    """Ids of email feed rows whose message was seen in one of the viewer's own mailboxes."""
+    source_ids = {e.source_id for e in entries if e.type == ActivityType.EMAIL and e.source_id}
+    seen = emails_seen_by(membership=membership, email_ids=source_ids)
     return {e.id for e in entries if e.type == ActivityType.EMAIL and e.source_id in seen}
 
 
@@ -81,6 +124,10 @@ def present(entries: list[FeedEntry], *, membership: Membership) -> list[FeedRow
                 account_name=accounts.get(e.account_id),
                 agent_name=agents.get(e.agent_id),
                 redacted=redacted,
+                source_url=source_url(e),
+                contact_url=safe_reverse("crm:contact-detail", e.contact_id) if e.contact_id else None,
+                lead_url=safe_reverse("crm:lead-detail", e.lead_id) if e.lead_id else None,
+                account_url=safe_reverse("crm:account-detail", e.account_id) if e.account_id else None,
             )
         )
     return rows
