@@ -1,0 +1,83 @@
+"""Filters of the entity grids. Every choice list is narrowed to the tenant (and, for managers and
+agents, to their teams / what they can see): no choice list is ever built from a default manager."""
+
+import django_filters
+from django import forms
+from django.contrib.auth import get_user_model
+
+from . import selectors, visibility
+from .models import ContactStatus, LeadStatus, Membership, Team
+
+# Above this many visible accounts the account filter is not a drop-down (it would dominate the page);
+# it is then set from the accounts grid / account page and shown as a removable chip.
+ACCOUNT_SELECT_LIMIT = 300
+
+
+class _EntityFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(
+        label="Search",
+        method="filter_search",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Search", "autocomplete": "off"}),
+    )
+    owner = django_filters.ModelChoiceFilter(label="Owner", queryset=get_user_model().objects.none())
+    team = django_filters.ModelChoiceFilter(label="Team", queryset=Team.objects.none())
+
+    search_q = staticmethod(selectors.contact_search_q)
+
+    def __init__(self, data=None, queryset=None, *, membership: Membership, **kwargs):
+        self.membership = membership
+        super().__init__(data, queryset=queryset, **kwargs)
+        user_model = get_user_model()
+        owners = (
+            user_model.objects.filter(
+                memberships__tenant_id=membership.tenant_id, memberships__is_active=True
+            )
+            .order_by("first_name", "last_name", "email")
+            .only("first_name", "last_name", "email", "username")
+        )
+        teams = Team.objects.for_tenant(membership.tenant_id)
+        if not visibility.sees_whole_tenant(membership):
+            teams = teams.filter(pk__in=visibility.team_ids(membership))
+        self.filters["owner"].queryset = owners
+        self.filters["team"].queryset = teams
+        owner_field = self.form.fields["owner"]
+        owner_field.queryset = owners
+        owner_field.label_from_instance = lambda u: u.get_full_name() or u.email or u.username
+        self.form.fields["team"].queryset = teams
+
+    def filter_search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(type(self).search_q(value))
+
+
+class ContactFilter(_EntityFilter):
+    status = django_filters.ChoiceFilter(label="Status", choices=ContactStatus.choices)
+    account = django_filters.ModelChoiceFilter(label="Account", queryset=selectors.Account.objects.none())
+
+    search_q = staticmethod(selectors.contact_search_q)
+
+    def __init__(self, *args, membership: Membership, **kwargs):
+        super().__init__(*args, membership=membership, **kwargs)
+        accounts = selectors.account_visible(membership=membership).order_by("name", "id").only("name")
+        self.filters["account"].queryset = accounts
+        field = self.form.fields["account"]
+        field.queryset = accounts
+        self.account_chip = None
+        if len(accounts[: ACCOUNT_SELECT_LIMIT + 1]) > ACCOUNT_SELECT_LIMIT:
+            field.widget = forms.HiddenInput()
+            self.account_chip = True
+
+
+class LeadFilter(_EntityFilter):
+    status = django_filters.ChoiceFilter(label="Status", choices=LeadStatus.choices)
+
+    search_q = staticmethod(selectors.lead_search_q)
+
+
+class AccountFilter(_EntityFilter):
+    search_q = staticmethod(selectors.account_search_q)
+
+
+FILTERS = {"contact": ContactFilter, "lead": LeadFilter, "account": AccountFilter}
