@@ -17,9 +17,6 @@ from pathlib import Path
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM refuses to run where it sees one.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -51,6 +48,11 @@ def _playwright():
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
+    # Once Playwright's sync API has started, its event loop is visible in this thread for the rest of the
+    # process, and Django's ORM refuses to run where it sees one. Set only when a browser test runs, so
+    # sessions without one keep Django's protection. (Subprocesses that must not inherit it, such as a
+    # `check --deploy` run, should drop it from their environment.)
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     manager = sync_playwright()
     playwright = manager.start()
     try:

@@ -381,6 +381,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
         CONN_MAX_AGE="0",
     )
     env.pop("TEST_DATABASE_NAME", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     cmd = [
         sys.executable, "-m", "celery", "-A", "crm", "worker",
         "--pool=solo", "-l", "info", "-Q", queue, "-n", f"{queue}@%h",
