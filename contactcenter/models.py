@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector
 from django.db import models
@@ -214,6 +215,8 @@ class Ticket(TenantOwned, Timestamped):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Bumped by every status change: names the change's activity (dedup key) and rejects stale forms.
+    status_version = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [
@@ -223,3 +226,80 @@ class Ticket(TenantOwned, Timestamped):
 
     def __str__(self) -> str:
         return self.subject
+
+
+# --- Channel ingestion and the website widget (issue 6) -------------------------------------------
+
+
+class ChannelSecret(TenantOwned, Timestamped):
+    """A tenant's HMAC secret for ``POST /api/v1/contactcenter/events``.
+
+    Channels identify themselves with ``key_id`` (public) and sign with the secret, which is stored
+    encrypted (crm.crypto) because HMAC needs the plaintext. The plaintext is shown once, on creation or
+    rotation, and never again.
+    """
+
+    key_id = models.CharField(max_length=40, unique=True)
+    secret_encrypted = models.TextField()
+    is_active = models.BooleanField(default=True)
+    label = models.CharField(max_length=120, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "is_active"], name="channelsecret_tenant_active")]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} ({'active' if self.is_active else 'revoked'})"
+
+
+class ChannelEvent(TenantOwned):
+    """One accepted channel event, kept so a repeated delivery (same ``event_id``) is ignored."""
+
+    event_id = models.CharField(max_length=200)
+    type = models.CharField(max_length=40)
+    interaction = models.ForeignKey(
+        Interaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "event_id"], name="channel_event_once_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class WidgetConfig(TenantOwned, Timestamped):
+    """The website chat widget of a tenant: public key (in the script URL), the origins allowed to call
+    it (CORS), the queue its chats land in."""
+
+    public_key = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=120, default="Website chat")
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="+")
+    allowed_origins = ArrayField(
+        models.CharField(max_length=255),
+        default=list,
+        blank=True,
+        help_text="Exact origins (scheme://host[:port]) of the websites that embed the widget.",
+    )
+    enabled = models.BooleanField(default=True)
+    title = models.CharField(max_length=120, default="Chat with us")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_key})"
+
+
+class WidgetChat(TenantOwned, Timestamped):
+    """A visitor's chat through the widget. The visitor holds a signed token naming this chat and a
+    random nonce; only the nonce's hash is stored."""
+
+    widget = models.ForeignKey(WidgetConfig, on_delete=models.CASCADE, related_name="chats")
+    interaction = models.OneToOneField(Interaction, on_delete=models.CASCADE, related_name="widget_chat")
+    visitor_name = models.CharField(max_length=200)
+    visitor_email = models.CharField(max_length=254)
+    nonce_hash = models.CharField(max_length=64)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.visitor_name} <{self.visitor_email}>"
