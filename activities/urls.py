@@ -15,3 +15,15 @@ urlpatterns += [
     path("activities/views/<int:pk>/", grid_views.saved_view_open, name="saved-view-open"),
     path("activities/views/<int:pk>/delete/", grid_views.saved_view_delete, name="saved-view-delete"),
 ]
+
+# Capturing activities (issue 5): log / edit / delete manual entries; the activities API.
+from . import api as capture_api  # noqa: E402
+from . import capture_views  # noqa: E402
+
+urlpatterns += [
+    path("activities/log/", capture_views.activity_log_view, name="log"),
+    path("activities/<int:pk>/edit/", capture_views.activity_edit_view, name="edit"),
+    path("activities/<int:pk>/delete/", capture_views.activity_delete_view, name="delete"),
+    path("api/v1/activities", capture_api.activities_create, name="api-activities"),
+    path("api/v1/schema", capture_api.schema, name="api-schema"),
+]

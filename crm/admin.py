@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
 from .admin_base import TenantAdminPermissions, TenantScopedAdmin, scope_for_request
-from .models import Account, Contact, Lead, Membership, Team, Tenant
+from .models import Account, ActivityAuditEntry, ApiKey, Contact, Lead, Membership, Team, Tenant
 
 
 @admin.register(Tenant)
@@ -71,6 +71,25 @@ class LeadAdmin(TenantScopedAdmin):
     search_fields = ["name", "email", "company"]
     autocomplete_fields = ["owner", "converted_contact", "converted_account"]
     readonly_fields = ["converted_contact", "converted_account", "converted_at", "converted_by"]
+    actions = ["convert_leads"]
+
+    @admin.action(description="Convert lead")
+    def convert_leads(self, request, queryset):
+        from django.contrib import messages
+        from django.core.exceptions import ValidationError
+
+        from . import services
+
+        converted = 0
+        for lead in queryset:
+            try:
+                services.lead_convert(tenant=lead.tenant, actor=request.user, lead=lead)
+            except ValidationError as exc:
+                self.message_user(request, f"{lead}: {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                converted += 1
+        if converted:
+            self.message_user(request, f"Converted {converted} lead(s).", messages.SUCCESS)
 
 
 User = get_user_model()
@@ -96,3 +115,47 @@ class TenantUserAdmin(TenantAdminPermissions, UserAdmin):
         if not request.user.is_superuser:
             readonly += ["is_staff", "is_superuser", "groups", "user_permissions"]
         return readonly
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(TenantScopedAdmin):
+    """Keys are created in the app (shown once there); admin lists and revokes. The hash is never shown."""
+
+    list_display = ["name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at", "tenant"]
+    list_filter = ["tenant", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    exclude = ["key_hash"]
+    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at", "revoked_by"]
+    actions = ["revoke_keys"]
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_keys(self, request, queryset):
+        from . import services
+
+        for key in queryset:
+            services.api_key_revoke(tenant=key.tenant, actor=request.user, api_key=key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(ActivityAuditEntry)
+class ActivityAuditEntryAdmin(TenantScopedAdmin):
+    """Append-only record of who edited, deleted or restored which activity."""
+
+    list_display = ["at", "action", "actor", "activity", "tenant"]
+    list_filter = ["tenant", "action"]
+    list_select_related = ["actor", "activity", "tenant"]
+    date_hierarchy = "at"
+    readonly_fields = ["activity", "action", "actor", "at", "details"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser

@@ -196,3 +196,74 @@ class Lead(TenantOwned, Timestamped):
     @property
     def is_converted(self) -> bool:
         return self.converted_at is not None
+
+
+class ApiKeyQuerySet(TenantQuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(TenantOwned, Timestamped):
+    """A per-tenant key for the activities API. Only a SHA-256 of the key is stored; the key itself is
+    shown once, when it is created. ``prefix`` (the first characters) lets people tell keys apart."""
+
+    name = models.CharField(max_length=80)
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = TenantManager.from_queryset(ApiKeyQuerySet)()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API key"
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="apikey_tenant_created")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class AuditAction(models.TextChoices):
+    EDITED = "edited", "Edited"
+    DELETED = "deleted", "Deleted"
+    RESTORED = "restored", "Restored"
+
+
+class ActivityAuditEntry(TenantOwned):
+    """Who edited, deleted or restored which activity, and when. Append-only; visible to admins."""
+
+    activity = models.ForeignKey(
+        "activities.Activity", on_delete=models.CASCADE, related_name="audit_entries"
+    )
+    action = models.CharField(max_length=16, choices=AuditAction.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField()
+    # For edits: {"field": [from, to]}; for deletes: a snapshot of type/summary so the record stays readable.
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "activity audit entry"
+        verbose_name_plural = "activity audit entries"
+        indexes = [
+            models.Index(fields=["tenant", "-at", "-id"], name="audit_tenant_at"),
+            models.Index(fields=["activity", "-at"], name="audit_activity_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} activity {self.activity_id} at {self.at:%Y-%m-%d %H:%M}"
