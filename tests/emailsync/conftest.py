@@ -1,6 +1,8 @@
 """Helpers for the email tests: a fresh Dovecot user per test and a mailbox pointing at it."""
 
 import itertools
+import os
+import time
 import uuid
 from email.utils import format_datetime
 
@@ -41,6 +43,22 @@ def make_raw(
     return text.encode()
 
 
+def _wait_until_login_works(dovecot, user, password, timeout=10.0):
+    """Dovecot notices a rewritten passwd-file by its mtime (1 s resolution): two users added within
+    the same second can leave the second one unknown for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            dovecot.client(user, password).logout()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+            # Touch the file with a new mtime so Dovecot re-reads it.
+            os.utime(dovecot.passwd, None)
+
+
 class MailEnv:
     """One Dovecot user + one Mailbox of `member` in `tenant`."""
 
@@ -49,6 +67,7 @@ class MailEnv:
         self.user = f"u{next(_counter)}-{uuid.uuid4().hex[:6]}@acme.test"
         self.password = "imap-pw-1"
         dovecot.add_user(self.user, self.password)
+        _wait_until_login_works(dovecot, self.user, self.password)
         for folder in folders:
             if folder != "INBOX":
                 dovecot.create_folder(self.user, self.password, folder)
