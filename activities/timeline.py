@@ -110,6 +110,7 @@ def converted_lead_ids(*, membership: Membership, contact_id: int) -> list[int]:
     return list(
         Lead.objects.for_tenant(membership.tenant_id)
         .filter(converted_contact_id=contact_id)
+        .order_by()
         .values_list("id", flat=True)
     )
 
@@ -377,6 +378,7 @@ def badge_counts(*, membership: Membership, kind: str, ids: list[int]) -> dict[i
         lead_to_contact = dict(
             Lead.objects.for_tenant(membership.tenant_id)
             .filter(converted_contact_id__in=ids)
+            .order_by()
             .values_list("id", "converted_contact_id")
         )
         if not lead_to_contact:

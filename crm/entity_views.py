@@ -80,6 +80,16 @@ def _headers(table, params) -> list[dict]:
     return headers
 
 
+def _filter_fields(filterset) -> list[dict]:
+    fields = []
+    for bound in filterset.form.visible_fields():
+        choices = None
+        if bound.name != "q":
+            choices = filterset.choice_lists.get(bound.name) or list(bound.field.choices)
+        fields.append({"bound": bound, "choices": choices, "value": str(bound.value() or "")})
+    return fields
+
+
 def _grid(request, kind: str):
     membership = _membership(request)
     filterset = FILTERS[kind](
@@ -102,6 +112,7 @@ def _grid(request, kind: str):
         "kind": kind,
         "title": LABELS[kind][0],
         "filter": filterset,
+        "filter_fields": _filter_fields(filterset),
         "headers": _headers(table, request.GET),
         "rows": rows,
         "page_number": page.number,

@@ -40,10 +40,15 @@ class _EntityFilter(django_filters.FilterSet):
             teams = teams.filter(pk__in=visibility.team_ids(membership))
         self.filters["owner"].queryset = owners
         self.filters["team"].queryset = teams
-        owner_field = self.form.fields["owner"]
-        owner_field.queryset = owners
-        owner_field.label_from_instance = lambda u: u.get_full_name() or u.email or u.username
+        self.form.fields["owner"].queryset = owners
         self.form.fields["team"].queryset = teams
+        # The drop-downs are rendered from these lists (one plain query each), not by iterating the
+        # ModelChoiceFields (a COUNT plus a server-side cursor per field).
+        self.choice_lists = {
+            "owner": [("", "---------")]
+            + [(u.pk, u.get_full_name() or u.email or u.username) for u in owners],
+            "team": [("", "---------")] + [(t.pk, t.name) for t in teams.only("name")],
+        }
 
     def filter_search(self, queryset, name, value):
         value = value.strip()
@@ -64,10 +69,11 @@ class ContactFilter(_EntityFilter):
         self.filters["account"].queryset = accounts
         field = self.form.fields["account"]
         field.queryset = accounts
-        self.account_chip = None
-        if len(accounts[: ACCOUNT_SELECT_LIMIT + 1]) > ACCOUNT_SELECT_LIMIT:
+        first = list(accounts[: ACCOUNT_SELECT_LIMIT + 1])
+        if len(first) > ACCOUNT_SELECT_LIMIT:
             field.widget = forms.HiddenInput()
-            self.account_chip = True
+        else:
+            self.choice_lists["account"] = [("", "---------")] + [(a.pk, a.name) for a in first]
 
 
 class LeadFilter(_EntityFilter):

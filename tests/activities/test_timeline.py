@@ -427,3 +427,33 @@ def test_owned_entity_of_other_team_is_visible_to_its_owner(tenant, other_team, 
     contact = ContactFactory(tenant=tenant, team=other_team, owner=agent_member.user)
     response = client_for(agent_member).get(reverse("crm:contact-timeline", args=[contact.pk]))
     assert response.status_code == 200
+
+
+def test_timeline_query_count_does_not_grow_with_the_page(
+    tenant, team, admin_member, client_for, django_assert_num_queries
+):
+    """One query per kind of context for the whole page, never one per entry."""
+    contact = ContactFactory(tenant=tenant, team=team)
+    client = client_for(admin_member)
+    url = reverse("crm:contact-timeline", args=[contact.pk])
+
+    def add_each_kind():
+        email = IncomingEmailFactory(tenant=tenant)
+        activity_log(tenant=tenant, type=ActivityType.EMAIL, team=team, contact=contact, source_object=email)
+        ClosedInteractionFactory(tenant=tenant, team=team, contact=contact)
+        ticket = TicketFactory(tenant=tenant)
+        activity_log(
+            tenant=tenant, type=ActivityType.TICKET, team=team, contact=contact, source_object=ticket
+        )
+
+    add_each_kind()
+    client.get(url)
+    # session, user, memberships, converted leads, the page, names for the page (presentation), then
+    # one query each for the emails, interactions and tickets of the page
+    with django_assert_num_queries(10) as small:
+        client.get(url)
+    for _ in range(3):
+        add_each_kind()
+    with django_assert_num_queries(len(small.captured_queries)):
+        response = client.get(url)
+    assert len(_ids(response)) == 10
