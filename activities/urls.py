@@ -27,3 +27,13 @@ urlpatterns += [
     path("api/v1/activities", capture_api.activities_create, name="api-activities"),
     path("api/v1/schema", capture_api.schema, name="api-schema"),
 ]
+
+# Communication analytics (issue 9).
+from . import analytics_views  # noqa: E402
+
+urlpatterns += [
+    path("analytics/", analytics_views.dashboard, name="analytics"),
+    path("analytics/export.csv", analytics_views.export_csv, name="analytics-export"),
+    path("contacts/<int:pk>/analytics/", analytics_views.contact_analytics, name="contact-analytics"),
+    path("accounts/<int:pk>/analytics/", analytics_views.account_analytics, name="account-analytics"),
+]

@@ -50,3 +50,19 @@ TYPE_ICONS = {
 def type_icon(activity_type: str) -> str:
     icon = TYPE_ICONS.get(activity_type, "circle")
     return format_html('<i class="bi bi-{}" aria-hidden="true"></i>', icon)
+
+
+@register.filter
+def duration(seconds) -> str:
+    """Seconds as a short human duration ("45 s", "12 min", "3.5 h", "2.0 d"); "–" when missing."""
+    from activities.analytics import humanize_seconds
+
+    return humanize_seconds(seconds)
+
+
+@register.filter
+def trend(percent) -> str:
+    if percent is None:
+        return "–"
+    arrow = "▲" if percent > 0 else ("▼" if percent < 0 else "■")
+    return f"{arrow} {percent:+.1f}%"

@@ -1,0 +1,308 @@
+# ruff: noqa: E501 - SQL text
+"""Daily aggregates for communication analytics, kept exact by PostgreSQL triggers.
+
+Every insert, update and delete of ``crm_activities`` and ``closed_interactions`` (whatever the code
+path: services, bulk loads, admin, raw SQL) adjusts the aggregates in the same transaction, so they
+always agree with the raw rows. A row counts while it is in ``activity_feed`` (activities not deleted;
+closed interactions that did not log an activity of their own). Days are UTC days.
+
+Tables (all keyed tenant-first; 0 stands for "none" in team/agent/contact/account columns):
+- analytics_daily: counts per (day, team, agent, type, source, direction): volume, channel mix, teams.
+- analytics_contact_daily: counts per (contact, day, account, team, agent, type): engagement, per-contact.
+- analytics_contact_summary: per contact n / first / last occurrence: recency and rhythm ("going quiet").
+- analytics_interaction_response: per interaction first inbound and first agent reply after it.
+"""
+
+INSTALL = r"""
+CREATE TABLE IF NOT EXISTS analytics_daily (
+    tenant_id bigint NOT NULL,
+    day date NOT NULL,
+    team_id bigint NOT NULL DEFAULT 0,
+    agent_id integer NOT NULL DEFAULT 0,
+    type varchar(20) NOT NULL,
+    source varchar(16) NOT NULL,
+    direction varchar(10) NOT NULL,
+    n integer NOT NULL,
+    PRIMARY KEY (tenant_id, day, team_id, agent_id, type, source, direction)
+);
+
+CREATE TABLE IF NOT EXISTS analytics_contact_daily (
+    tenant_id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    day date NOT NULL,
+    account_id bigint NOT NULL DEFAULT 0,
+    team_id bigint NOT NULL DEFAULT 0,
+    agent_id integer NOT NULL DEFAULT 0,
+    type varchar(20) NOT NULL,
+    n integer NOT NULL,
+    PRIMARY KEY (tenant_id, contact_id, day, account_id, team_id, agent_id, type)
+);
+CREATE INDEX IF NOT EXISTS analytics_contact_daily_day ON analytics_contact_daily (tenant_id, day);
+CREATE INDEX IF NOT EXISTS analytics_contact_daily_account
+    ON analytics_contact_daily (tenant_id, account_id, day) WHERE account_id <> 0;
+
+CREATE TABLE IF NOT EXISTS analytics_contact_summary (
+    tenant_id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    n integer NOT NULL,
+    first_at timestamptz NOT NULL,
+    last_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, contact_id)
+);
+
+CREATE TABLE IF NOT EXISTS analytics_interaction_response (
+    interaction_id bigint PRIMARY KEY,
+    tenant_id bigint NOT NULL,
+    channel varchar(16) NOT NULL,
+    team_id bigint NOT NULL DEFAULT 0,
+    agent_id integer NOT NULL DEFAULT 0,
+    contact_id bigint NOT NULL DEFAULT 0,
+    first_in timestamptz,
+    first_out timestamptz
+);
+CREATE INDEX IF NOT EXISTS analytics_interaction_response_day
+    ON analytics_interaction_response (tenant_id, first_in) WHERE first_in IS NOT NULL;
+
+-- Adjust the aggregates for one feed row by delta (+1 when it enters the feed, -1 when it leaves).
+CREATE OR REPLACE FUNCTION analytics_apply(
+    p_tenant bigint, p_at timestamptz, p_team bigint, p_agent integer, p_contact bigint, p_account bigint,
+    p_type varchar, p_source varchar, p_direction varchar, p_delta integer, p_summary boolean
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_day date := (p_at AT TIME ZONE 'UTC')::date;
+BEGIN
+    INSERT INTO analytics_daily AS d (tenant_id, day, team_id, agent_id, type, source, direction, n)
+    VALUES (p_tenant, v_day, COALESCE(p_team, 0), COALESCE(p_agent, 0), p_type, p_source, p_direction, p_delta)
+    ON CONFLICT (tenant_id, day, team_id, agent_id, type, source, direction) DO UPDATE SET n = d.n + EXCLUDED.n;
+    DELETE FROM analytics_daily
+     WHERE tenant_id = p_tenant AND day = v_day AND team_id = COALESCE(p_team, 0)
+       AND agent_id = COALESCE(p_agent, 0) AND type = p_type AND source = p_source AND direction = p_direction
+       AND n <= 0;
+
+    IF p_contact IS NULL THEN
+        RETURN;
+    END IF;
+    INSERT INTO analytics_contact_daily AS c (tenant_id, contact_id, day, account_id, team_id, agent_id, type, n)
+    VALUES (p_tenant, p_contact, v_day, COALESCE(p_account, 0), COALESCE(p_team, 0), COALESCE(p_agent, 0), p_type, p_delta)
+    ON CONFLICT (tenant_id, contact_id, day, account_id, team_id, agent_id, type) DO UPDATE SET n = c.n + EXCLUDED.n;
+    DELETE FROM analytics_contact_daily
+     WHERE tenant_id = p_tenant AND contact_id = p_contact AND day = v_day AND account_id = COALESCE(p_account, 0)
+       AND team_id = COALESCE(p_team, 0) AND agent_id = COALESCE(p_agent, 0) AND type = p_type AND n <= 0;
+
+    -- Inserts extend the summary incrementally (the ingestion fast path); updates and deletes recount
+    -- the affected contacts exactly afterwards (analytics_recount_contact), so nothing is counted twice.
+    IF p_delta > 0 AND p_summary THEN
+        INSERT INTO analytics_contact_summary AS s (tenant_id, contact_id, n, first_at, last_at)
+        VALUES (p_tenant, p_contact, p_delta, p_at, p_at)
+        ON CONFLICT (tenant_id, contact_id) DO UPDATE
+           SET n = s.n + EXCLUDED.n, first_at = LEAST(s.first_at, EXCLUDED.first_at),
+               last_at = GREATEST(s.last_at, EXCLUDED.last_at);
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION analytics_recount_contact(p_tenant bigint, p_contact bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_contact IS NULL THEN
+        RETURN;
+    END IF;
+    DELETE FROM analytics_contact_summary WHERE tenant_id = p_tenant AND contact_id = p_contact;
+    INSERT INTO analytics_contact_summary (tenant_id, contact_id, n, first_at, last_at)
+    SELECT p_tenant, p_contact, count(*), min(f.occurred_at), max(f.occurred_at)
+      FROM activity_feed f
+     WHERE f.tenant_id = p_tenant AND f.contact_id = p_contact
+    HAVING count(*) > 0;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION analytics_activity_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.deleted_at IS NOT NULL AND NEW.deleted_at IS NOT NULL THEN
+        RETURN NULL;  -- stays out of the feed
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.deleted_at IS NULL THEN
+        IF TG_OP = 'DELETE' OR NEW.deleted_at IS NOT NULL OR (OLD.occurred_at, OLD.team_id, OLD.user_id,
+                OLD.contact_id, OLD.account_id, OLD.type, OLD.source, OLD.direction)
+                IS DISTINCT FROM (NEW.occurred_at, NEW.team_id, NEW.user_id, NEW.contact_id, NEW.account_id,
+                NEW.type, NEW.source, NEW.direction) THEN
+            PERFORM analytics_apply(OLD.tenant_id, OLD.occurred_at, OLD.team_id, OLD.user_id, OLD.contact_id,
+                OLD.account_id, OLD.type, OLD.source, OLD.direction, -1, false);
+        ELSE
+            RETURN NULL;  -- nothing the aggregates depend on changed
+        END IF;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.deleted_at IS NULL THEN
+        PERFORM analytics_apply(NEW.tenant_id, NEW.occurred_at, NEW.team_id, NEW.user_id, NEW.contact_id,
+            NEW.account_id, NEW.type, NEW.source, NEW.direction, 1, TG_OP = 'INSERT');
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM analytics_recount_contact(OLD.tenant_id, OLD.contact_id);
+        IF TG_OP = 'UPDATE' AND NEW.contact_id IS DISTINCT FROM OLD.contact_id THEN
+            PERFORM analytics_recount_contact(NEW.tenant_id, NEW.contact_id);
+        END IF;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION analytics_closed_interaction_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND NOT OLD.activity_logged THEN
+        IF TG_OP = 'DELETE' OR NEW.activity_logged OR (OLD.started_at, OLD.team_id, OLD.agent_id,
+                OLD.contact_id, OLD.account_id, OLD.type, OLD.direction)
+                IS DISTINCT FROM (NEW.started_at, NEW.team_id, NEW.agent_id, NEW.contact_id, NEW.account_id,
+                NEW.type, NEW.direction) THEN
+            PERFORM analytics_apply(OLD.tenant_id, OLD.started_at, OLD.team_id, OLD.agent_id, OLD.contact_id,
+                OLD.account_id, OLD.type, 'interaction', OLD.direction, -1, false);
+        ELSE
+            RETURN NULL;
+        END IF;
+    ELSIF TG_OP = 'UPDATE' AND NEW.activity_logged THEN
+        RETURN NULL;  -- stays out of the feed
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NOT NEW.activity_logged THEN
+        PERFORM analytics_apply(NEW.tenant_id, NEW.started_at, NEW.team_id, NEW.agent_id, NEW.contact_id,
+            NEW.account_id, NEW.type, 'interaction', NEW.direction, 1, TG_OP = 'INSERT');
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM analytics_recount_contact(OLD.tenant_id, OLD.contact_id);
+        IF TG_OP = 'UPDATE' AND NEW.contact_id IS DISTINCT FROM OLD.contact_id THEN
+            PERFORM analytics_recount_contact(NEW.tenant_id, NEW.contact_id);
+        END IF;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- First inbound message and the first agent reply after it, per interaction, kept exact as messages
+-- arrive in any order.
+CREATE OR REPLACE FUNCTION analytics_refresh_response(p_interaction bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_in timestamptz;
+    v_out timestamptz;
+BEGIN
+    SELECT min(sent_at) INTO v_in FROM contactcenter_interactionmessage
+     WHERE interaction_id = p_interaction AND kind = 'message' AND direction = 'inbound';
+    IF v_in IS NOT NULL THEN
+        SELECT min(sent_at) INTO v_out FROM contactcenter_interactionmessage
+         WHERE interaction_id = p_interaction AND kind = 'message' AND direction = 'outbound' AND sent_at >= v_in;
+    END IF;
+    INSERT INTO analytics_interaction_response AS r
+           (interaction_id, tenant_id, channel, team_id, agent_id, contact_id, first_in, first_out)
+    SELECT i.id, i.tenant_id, i.channel, COALESCE(i.team_id, 0), COALESCE(i.agent_id, 0), COALESCE(i.contact_id, 0),
+           v_in, v_out
+      FROM contactcenter_interaction i WHERE i.id = p_interaction
+    ON CONFLICT (interaction_id) DO UPDATE
+       SET first_in = EXCLUDED.first_in, first_out = EXCLUDED.first_out, team_id = EXCLUDED.team_id,
+           agent_id = EXCLUDED.agent_id, contact_id = EXCLUDED.contact_id, channel = EXCLUDED.channel;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION analytics_message_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM analytics_refresh_response(OLD.interaction_id);
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND (TG_OP = 'INSERT' OR NEW.interaction_id <> OLD.interaction_id) THEN
+        PERFORM analytics_refresh_response(NEW.interaction_id);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION analytics_interaction_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE analytics_interaction_response
+       SET team_id = COALESCE(NEW.team_id, 0), agent_id = COALESCE(NEW.agent_id, 0),
+           contact_id = COALESCE(NEW.contact_id, 0), channel = NEW.channel
+     WHERE interaction_id = NEW.id;
+    RETURN NULL;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS analytics_activity ON crm_activities;
+CREATE TRIGGER analytics_activity AFTER INSERT OR UPDATE OR DELETE ON crm_activities
+    FOR EACH ROW EXECUTE FUNCTION analytics_activity_trigger();
+DROP TRIGGER IF EXISTS analytics_closed_interaction ON closed_interactions;
+CREATE TRIGGER analytics_closed_interaction AFTER INSERT OR UPDATE OR DELETE ON closed_interactions
+    FOR EACH ROW EXECUTE FUNCTION analytics_closed_interaction_trigger();
+DROP TRIGGER IF EXISTS analytics_message ON contactcenter_interactionmessage;
+CREATE TRIGGER analytics_message AFTER INSERT OR UPDATE OR DELETE ON contactcenter_interactionmessage
+    FOR EACH ROW EXECUTE FUNCTION analytics_message_trigger();
+DROP TRIGGER IF EXISTS analytics_interaction ON contactcenter_interaction;
+CREATE TRIGGER analytics_interaction AFTER UPDATE OF team_id, agent_id, contact_id, channel
+    ON contactcenter_interaction FOR EACH ROW EXECUTE FUNCTION analytics_interaction_trigger();
+
+-- A TRUNCATE of a source table (test flushes, maintenance) is not seen by row triggers: rebuild.
+CREATE OR REPLACE FUNCTION analytics_truncate_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM analytics_rebuild();
+    RETURN NULL;
+END;
+$$;
+
+-- Rebuild every aggregate from the raw rows (after a bulk load with triggers disabled).
+CREATE OR REPLACE FUNCTION analytics_rebuild() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE analytics_daily, analytics_contact_daily, analytics_contact_summary, analytics_interaction_response;
+    INSERT INTO analytics_daily (tenant_id, day, team_id, agent_id, type, source, direction, n)
+    SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, COALESCE(team_id, 0), COALESCE(agent_id, 0),
+           type, source, direction, count(*)
+      FROM activity_feed GROUP BY 1, 2, 3, 4, 5, 6, 7;
+    INSERT INTO analytics_contact_daily (tenant_id, contact_id, day, account_id, team_id, agent_id, type, n)
+    SELECT tenant_id, contact_id, (occurred_at AT TIME ZONE 'UTC')::date, COALESCE(account_id, 0),
+           COALESCE(team_id, 0), COALESCE(agent_id, 0), type, count(*)
+      FROM activity_feed WHERE contact_id IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7;
+    INSERT INTO analytics_contact_summary (tenant_id, contact_id, n, first_at, last_at)
+    SELECT tenant_id, contact_id, count(*), min(occurred_at), max(occurred_at)
+      FROM activity_feed WHERE contact_id IS NOT NULL GROUP BY 1, 2;
+    INSERT INTO analytics_interaction_response
+           (interaction_id, tenant_id, channel, team_id, agent_id, contact_id, first_in, first_out)
+    SELECT i.id, i.tenant_id, i.channel, COALESCE(i.team_id, 0), COALESCE(i.agent_id, 0), COALESCE(i.contact_id, 0),
+           fi.first_in,
+           (SELECT min(m.sent_at) FROM contactcenter_interactionmessage m
+             WHERE m.interaction_id = i.id AND m.kind = 'message' AND m.direction = 'outbound'
+               AND m.sent_at >= fi.first_in)
+      FROM contactcenter_interaction i
+      JOIN (SELECT interaction_id, min(sent_at) AS first_in FROM contactcenter_interactionmessage
+             WHERE kind = 'message' AND direction = 'inbound' GROUP BY 1) fi ON fi.interaction_id = i.id;
+END;
+$$;
+
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['crm_activities', 'closed_interactions', 'contactcenter_interactionmessage',
+                             'contactcenter_interaction'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS analytics_truncate ON %I', t);
+        EXECUTE format('CREATE TRIGGER analytics_truncate AFTER TRUNCATE ON %I '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION analytics_truncate_trigger()', t);
+    END LOOP;
+END;
+$$;
+"""
+
+UNINSTALL = r"""
+DROP TRIGGER IF EXISTS analytics_truncate ON crm_activities;
+DROP TRIGGER IF EXISTS analytics_truncate ON closed_interactions;
+DROP TRIGGER IF EXISTS analytics_truncate ON contactcenter_interactionmessage;
+DROP TRIGGER IF EXISTS analytics_truncate ON contactcenter_interaction;
+DROP FUNCTION IF EXISTS analytics_truncate_trigger();
+DROP TRIGGER IF EXISTS analytics_activity ON crm_activities;
+DROP TRIGGER IF EXISTS analytics_closed_interaction ON closed_interactions;
+DROP TRIGGER IF EXISTS analytics_message ON contactcenter_interactionmessage;
+DROP TRIGGER IF EXISTS analytics_interaction ON contactcenter_interaction;
+DROP FUNCTION IF EXISTS analytics_rebuild();
+DROP FUNCTION IF EXISTS analytics_interaction_trigger();
+DROP FUNCTION IF EXISTS analytics_message_trigger();
+DROP FUNCTION IF EXISTS analytics_refresh_response(bigint);
+DROP FUNCTION IF EXISTS analytics_closed_interaction_trigger();
+DROP FUNCTION IF EXISTS analytics_activity_trigger();
+DROP FUNCTION IF EXISTS analytics_apply(bigint, timestamptz, bigint, integer, bigint, bigint, varchar, varchar,
+                                        varchar, integer, boolean);
+DROP FUNCTION IF EXISTS analytics_recount_contact(bigint, bigint);
+DROP TABLE IF EXISTS analytics_interaction_response, analytics_contact_summary, analytics_contact_daily,
+                     analytics_daily;
+"""

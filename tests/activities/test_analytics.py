@@ -1,0 +1,529 @@
+"""Communication analytics (issue 9): every figure against hand-computed expectations on small fixtures,
+visibility per role, and the trigger-maintained aggregates agreeing with the raw rows."""
+
+import random
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from activities import analytics
+from activities.models import Activity, ActivitySource, ActivityType, Direction
+from contactcenter.models import Channel, MessageKind
+from crm.models import Role
+from tests.factories import (
+    AccountFactory,
+    ActivityFactory,
+    ClosedInteractionFactory,
+    ContactFactory,
+    InteractionFactory,
+    InteractionMessageFactory,
+    MembershipFactory,
+    QueueFactory,
+    TeamFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+DAY = date(2026, 3, 10)
+
+
+def at(day: date, hour: int = 12, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+
+
+def period(start: date, end: date) -> analytics.Period:
+    return analytics.Period(start, end)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _analytics_installed(django_db_setup, django_db_blocker):
+    # TEMPORARY until the analytics migration lands: install the triggers in the test database.
+    from activities.analytics_sql import INSTALL
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(INSTALL)
+
+
+@pytest.fixture
+def admin(tenant, team, other_team):
+    return MembershipFactory(tenant=tenant, role=Role.ADMIN, teams=[team, other_team], can_manage_email=True)
+
+
+# --- Volume and channel mix ------------------------------------------------------------------------------
+
+
+def test_volume_per_day_by_channel_and_direction(tenant, team, admin):
+    # given 2 inbound calls and 1 outbound email on day 1, 1 SMS on day 3, a note (not a channel)
+    ActivityFactory(tenant=tenant, team=team, type="call", direction="inbound", occurred_at=at(DAY))
+    ActivityFactory(tenant=tenant, team=team, type="call", direction="inbound", occurred_at=at(DAY, 23, 59))
+    ActivityFactory(tenant=tenant, team=team, type="email", direction="outbound", occurred_at=at(DAY))
+    ActivityFactory(
+        tenant=tenant, team=team, type="sms", direction="inbound", occurred_at=at(DAY + timedelta(2))
+    )
+    ActivityFactory(tenant=tenant, team=team, type="note", occurred_at=at(DAY))
+    ActivityFactory(
+        tenant=tenant, team=team, type="call", direction="inbound", occurred_at=at(DAY - timedelta(1))
+    )
+    # when
+    series = analytics.volume(membership=admin, period=period(DAY, DAY + timedelta(2)))
+    # then
+    assert series.buckets == [DAY, DAY + timedelta(1), DAY + timedelta(2)]
+    assert series.series[("call", "inbound")] == [2, 0, 0]
+    assert series.series[("email", "outbound")] == [1, 0, 0]
+    assert series.series[("sms", "inbound")] == [0, 0, 1]
+    assert ("note", "none") not in series.series
+    assert series.by_direction() == {"inbound": 3, "outbound": 1}
+    mix = {t: (n, share) for t, _, n, share in analytics.channel_mix(series)}
+    assert mix["call"] == (2, 50.0)
+    assert mix["email"] == (1, 25.0)
+    assert mix["sms"] == (1, 25.0)
+    assert mix["whatsapp"] == (0, 0.0)
+
+
+def test_weekly_buckets_for_long_periods(tenant, team, admin):
+    monday = date(2026, 3, 2)
+    ActivityFactory(tenant=tenant, team=team, type="call", direction="inbound", occurred_at=at(monday))
+    ActivityFactory(
+        tenant=tenant, team=team, type="call", direction="inbound", occurred_at=at(monday + timedelta(6))
+    )
+    ActivityFactory(
+        tenant=tenant, team=team, type="call", direction="inbound", occurred_at=at(monday + timedelta(7))
+    )
+    series = analytics.volume(membership=admin, period=period(monday, monday + timedelta(40)))
+    assert series.buckets[0] == monday and series.buckets[1] == monday + timedelta(7)
+    assert series.series[("call", "inbound")][:2] == [2, 1]
+
+
+def test_closed_interactions_count_once(tenant, team, admin):
+    """An interaction whose close logged an activity is counted through that activity only."""
+    imported = ClosedInteractionFactory(tenant=tenant, team=team, started_at=at(DAY), direction="inbound")
+    logged = ClosedInteractionFactory(tenant=tenant, team=team, started_at=at(DAY), activity_logged=True)
+    ActivityFactory(
+        tenant=tenant,
+        team=team,
+        type=logged.type,
+        direction="inbound",
+        source="interaction",
+        occurred_at=at(DAY),
+    )
+    series = analytics.volume(membership=admin, period=period(DAY, DAY))
+    assert imported.type == "chat"
+    assert series.series[("chat", "inbound")] == [2]
+
+
+# --- Response times ---------------------------------------------------------------------------------------
+
+
+def conversation(tenant, team, *messages, channel=Channel.WEBCHAT, agent=None, contact=None):
+    queue = QueueFactory(tenant=tenant, channel=channel)
+    interaction = InteractionFactory(tenant=tenant, queue=queue, team=team, agent=agent, contact=contact)
+    for direction, when, *kind in messages:
+        InteractionMessageFactory(
+            tenant=tenant,
+            interaction=interaction,
+            direction=direction,
+            sent_at=when,
+            kind=kind[0] if kind else MessageKind.MESSAGE,
+        )
+    return interaction
+
+
+def test_interaction_response_time_first_inbound_to_first_reply(tenant, team, admin):
+    conversation(
+        tenant, team, ("inbound", at(DAY, 9)), ("inbound", at(DAY, 9, 1)), ("outbound", at(DAY, 9, 5))
+    )
+    samples = analytics.interaction_samples(membership=admin, period=period(DAY, DAY))
+    assert [s.seconds for s in samples] == [300.0]
+    assert samples[0].channel == "chat"
+
+
+def test_no_reply_is_counted_as_unanswered(tenant, team, admin):
+    conversation(tenant, team, ("inbound", at(DAY, 9)))
+    stats = analytics.response_stats(analytics.interaction_samples(membership=admin, period=period(DAY, DAY)))
+    assert (stats.answered, stats.unanswered, stats.median) == (0, 1, None)
+
+
+def test_reply_before_the_inbound_is_ignored(tenant, team, admin):
+    """An agent's opening message is not a reply: the clock starts at the customer's first message."""
+    conversation(
+        tenant,
+        team,
+        ("outbound", at(DAY, 8, 50)),
+        ("inbound", at(DAY, 9)),
+        ("outbound", at(DAY, 9, 2)),
+        channel="sms",
+    )
+    samples = analytics.interaction_samples(membership=admin, period=period(DAY, DAY))
+    assert [s.seconds for s in samples] == [120.0]
+
+
+def test_overnight_gap_is_elapsed_time(tenant, team, admin):
+    conversation(tenant, team, ("inbound", at(DAY, 23)), ("outbound", at(DAY + timedelta(1), 7)))
+    samples = analytics.interaction_samples(membership=admin, period=period(DAY, DAY))
+    assert [s.seconds for s in samples] == [8 * 3600.0]
+
+
+def test_system_events_and_out_of_order_messages(tenant, team, admin):
+    # given the reply stored before an earlier inbound arrives, and a system note in between
+    interaction = conversation(
+        tenant, team, ("outbound", at(DAY, 10)), ("none", at(DAY, 9, 30), MessageKind.SYSTEM)
+    )
+    InteractionMessageFactory(tenant=tenant, interaction=interaction, direction="inbound", sent_at=at(DAY, 9))
+    samples = analytics.interaction_samples(membership=admin, period=period(DAY, DAY))
+    assert [s.seconds for s in samples] == [3600.0]
+
+
+def test_email_response_time_from_first_unanswered_inbound(tenant, team, admin):
+    contact = ContactFactory(tenant=tenant, team=team)
+    for minutes, direction in [(0, "inbound"), (10, "inbound"), (60, "outbound"), (120, "outbound")]:
+        ActivityFactory(
+            tenant=tenant,
+            team=team,
+            contact=contact,
+            type="email",
+            direction=direction,
+            occurred_at=at(DAY, 9) + timedelta(minutes=minutes),
+        )
+    other = ContactFactory(tenant=tenant, team=team)
+    ActivityFactory(
+        tenant=tenant, team=team, contact=other, type="email", direction="inbound", occurred_at=at(DAY)
+    )
+    samples = analytics.email_samples(membership=admin, period=period(DAY, DAY))
+    assert sorted((s.contact_id, s.seconds) for s in samples) == sorted(
+        [(contact.pk, 3600.0), (other.pk, None)]
+    )
+
+
+def test_median_and_p90_match_hand_computation():
+    samples = [analytics.Sample("email", "email", 0, 0, 0, float(s)) for s in (10, 20, 30, 40, 1000)]
+    samples.append(analytics.Sample("email", "email", 0, 0, 0, None))
+    stats = analytics.response_stats(samples)
+    assert stats.median == 30.0
+    assert stats.p90 == pytest.approx(40 + 0.6 * 960)  # percentile_cont: rank 3.6 of 0..4
+    assert (stats.answered, stats.unanswered) == (5, 1)
+
+
+# --- Performance ------------------------------------------------------------------------------------------
+
+
+def test_team_and_agent_performance_with_trend(tenant, team, other_team, admin, make_member):
+    agent = make_member(tenant, Role.AGENT, teams=[team]).user
+    p = period(DAY, DAY + timedelta(6))
+    for when in (DAY, DAY + timedelta(1), DAY + timedelta(2)):  # 3 handled this week
+        ActivityFactory(
+            tenant=tenant, team=team, user=agent, type="call", source="interaction", occurred_at=at(when)
+        )
+    ActivityFactory(
+        tenant=tenant,
+        team=team,
+        user=agent,
+        type="call",
+        source="interaction",
+        occurred_at=at(DAY - timedelta(3)),
+    )
+    ActivityFactory(tenant=tenant, team=team, user=agent, type="note", source="manual", occurred_at=at(DAY))
+    ActivityFactory(tenant=tenant, team=other_team, type="note", source="manual", occurred_at=at(DAY))
+    teams, agents = analytics.performance(membership=admin, period=p)
+    sales = next(r for r in teams if r.label == team.name)
+    assert (sales.handled, sales.logged, sales.previous_handled) == (3, 1, 1)
+    assert sales.handled_trend == 200.0
+    me = next(r for r in agents if r.label == agent.get_full_name())
+    assert (me.handled, me.logged) == (3, 1)
+    support = next(r for r in teams if r.label == other_team.name)
+    assert (support.handled, support.logged, support.logged_trend) == (0, 1, None)
+
+
+# --- Engagement -------------------------------------------------------------------------------------------
+
+
+def test_most_and_least_engaged_and_accounts(tenant, team, admin):
+    account = AccountFactory(tenant=tenant, name="Busy Corp")
+    busy = ContactFactory(tenant=tenant, team=team, name="Busy", account=account)
+    calm = ContactFactory(tenant=tenant, team=team, name="Calm")
+    for i in range(3):
+        ActivityFactory(
+            tenant=tenant, team=team, contact=busy, account=account, type="call", occurred_at=at(DAY, 9 + i)
+        )
+    ActivityFactory(tenant=tenant, team=team, contact=calm, type="call", occurred_at=at(DAY))
+    e = analytics.engagement(membership=admin, period=period(DAY, DAY))
+    assert [(c.name, n) for c, n in e.most_contacts] == [("Busy", 3), ("Calm", 1)]
+    assert [(c.name, n) for c, n in e.least_contacts] == [("Calm", 1), ("Busy", 3)]
+    assert [(a.name, n) for a, n in e.most_accounts] == [("Busy Corp", 3)]
+
+
+def test_going_quiet_against_own_rhythm(tenant, team, admin):
+    now = at(DAY + timedelta(60))
+    regular = ContactFactory(tenant=tenant, team=team, name="Weekly")
+    quiet = ContactFactory(tenant=tenant, team=team, name="Was Daily")
+    for i in range(8):  # weekly, last one 3 days ago: not quiet
+        ActivityFactory(
+            tenant=tenant, team=team, contact=regular, occurred_at=now - timedelta(days=3 + 7 * i)
+        )
+    for i in range(5):  # every 2 days, silent for 20 days: quiet
+        ActivityFactory(tenant=tenant, team=team, contact=quiet, occurred_at=now - timedelta(days=20 + 2 * i))
+    rows = analytics.going_quiet(membership=admin, now=now)
+    assert [(q.contact.name, q.count) for q in rows] == [("Was Daily", 5)]
+    assert rows[0].usual_gap_days == pytest.approx(2.0)
+    assert rows[0].silent_days == pytest.approx(20.0)
+
+
+# --- Visibility -------------------------------------------------------------------------------------------
+
+
+def test_manager_counts_only_their_teams_and_own_rows(tenant, team, other_team, other_tenant, make_member):
+    manager = make_member(tenant, Role.MANAGER, teams=[team], email=True)
+    ActivityFactory(tenant=tenant, team=team, type="call", direction="inbound", occurred_at=at(DAY))
+    ActivityFactory(tenant=tenant, team=other_team, type="call", direction="inbound", occurred_at=at(DAY))
+    ActivityFactory(
+        tenant=tenant,
+        team=other_team,
+        user=manager.user,
+        type="sms",
+        direction="inbound",
+        occurred_at=at(DAY),
+    )
+    ActivityFactory(tenant=other_tenant, type="call", direction="inbound", occurred_at=at(DAY))
+    series = analytics.volume(membership=manager, period=period(DAY, DAY))
+    assert series.series == {("call", "inbound"): [1], ("sms", "inbound"): [1]}
+    # a team filter for a team they are not in shows nothing of it
+    view = reverse("activities:analytics") + f"?range=custom&start={DAY}&end={DAY}&team={other_team.pk}"
+    from django.test import Client
+
+    client = Client()
+    client.force_login(manager.user)
+    page = client.get(view).content.decode()
+    assert "Unknown team" in page
+
+
+def test_other_tenant_never_counted_for_admins(tenant, other_tenant, admin):
+    ActivityFactory(tenant=other_tenant, type="call", direction="inbound", occurred_at=at(DAY))
+    conversation(
+        other_tenant, TeamFactory(tenant=other_tenant), ("inbound", at(DAY)), ("outbound", at(DAY, 13))
+    )
+    assert analytics.volume(membership=admin, period=period(DAY, DAY)).series == {}
+    assert analytics.interaction_samples(membership=admin, period=period(DAY, DAY)) == []
+
+
+# --- Aggregates agree with raw rows -----------------------------------------------------------------------
+
+
+def _aggregates():
+    with connection.cursor() as c:
+        c.execute("SELECT tenant_id, day, team_id, agent_id, type, source, direction, n FROM analytics_daily")
+        daily = set(c.fetchall())
+        c.execute(
+            """SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, COALESCE(team_id, 0), COALESCE(agent_id, 0),
+                      type, source, direction, count(*)::int FROM activity_feed GROUP BY 1, 2, 3, 4, 5, 6, 7"""
+        )
+        daily_raw = set(c.fetchall())
+        c.execute(
+            "SELECT tenant_id, contact_id, day, account_id, team_id, agent_id, type, n FROM analytics_contact_daily"
+        )
+        contact = set(c.fetchall())
+        c.execute(
+            """SELECT tenant_id, contact_id, (occurred_at AT TIME ZONE 'UTC')::date, COALESCE(account_id, 0),
+                      COALESCE(team_id, 0), COALESCE(agent_id, 0), type, count(*)::int
+                 FROM activity_feed WHERE contact_id IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7"""
+        )
+        contact_raw = set(c.fetchall())
+        c.execute("SELECT tenant_id, contact_id, n, first_at, last_at FROM analytics_contact_summary")
+        summary = set(c.fetchall())
+        c.execute(
+            """SELECT tenant_id, contact_id, count(*)::int, min(occurred_at), max(occurred_at) FROM activity_feed
+                WHERE contact_id IS NOT NULL GROUP BY 1, 2"""
+        )
+        summary_raw = set(c.fetchall())
+    return (daily, contact, summary), (daily_raw, contact_raw, summary_raw)
+
+
+def test_aggregates_agree_with_raw_rows_after_random_writes(tenant, other_tenant, team, other_team):
+    rng = random.Random(20261124)
+    tenants = [tenant, other_tenant]
+    teams = {tenant.pk: [team, other_team, None], other_tenant.pk: [TeamFactory(tenant=other_tenant), None]}
+    contacts = {t.pk: [ContactFactory(tenant=t) for _ in range(4)] + [None] for t in tenants}
+    activities, closed = [], []
+    types = ["call", "email", "sms", "note", "meeting"]
+    for step in range(160):
+        op = rng.random()
+        t = rng.choice(tenants)
+        if op < 0.35 or not activities:
+            activities.append(
+                ActivityFactory(
+                    tenant=t,
+                    team=rng.choice(teams[t.pk]),
+                    contact=rng.choice(contacts[t.pk]),
+                    type=rng.choice(types),
+                    direction=rng.choice(Direction.values),
+                    source=rng.choice(ActivitySource.values),
+                    occurred_at=at(DAY + timedelta(days=rng.randint(0, 5)), rng.randint(0, 23)),
+                )
+            )
+        elif op < 0.45:
+            closed.append(
+                ClosedInteractionFactory(
+                    tenant=t,
+                    team=rng.choice(teams[t.pk]),
+                    contact=rng.choice(contacts[t.pk]),
+                    started_at=at(DAY + timedelta(days=rng.randint(0, 5))),
+                )
+            )
+        elif op < 0.55 and closed:
+            c = rng.choice(closed)
+            c.activity_logged = not c.activity_logged
+            c.save(update_fields=["activity_logged"])
+        elif op < 0.75:
+            a = rng.choice(activities)
+            a.type = rng.choice(types)
+            a.contact = rng.choice(contacts[a.tenant_id])
+            a.team = rng.choice(teams[a.tenant_id])
+            a.occurred_at = a.occurred_at + timedelta(hours=rng.randint(-30, 30))
+            a.save()
+        elif op < 0.9:
+            a = rng.choice(activities)
+            a.deleted_at = None if a.deleted_at else timezone.now()  # delete or restore
+            a.save(update_fields=["deleted_at"])
+        else:
+            a = activities.pop(rng.randrange(len(activities)))
+            Activity.objects.filter(pk=a.pk).delete()
+        if step % 40 == 39:
+            stored, raw = _aggregates()
+            assert stored == raw, f"aggregates drifted at step {step}"
+    stored, raw = _aggregates()
+    assert stored == raw
+    assert stored[0], "the random mix produced no rows at all"
+
+
+# --- Pages ------------------------------------------------------------------------------------------------
+
+
+def test_dashboard_page_shows_figures(client, client_for, tenant, team, admin):
+    ActivityFactory(tenant=tenant, team=team, type="call", direction="inbound", occurred_at=timezone.now())
+    page = client_for(admin).get(reverse("activities:analytics") + "?range=7")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-testid="volume-chart"' in html and "<title" in html
+    assert "Inbound <strong>1</strong>" in html
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("range=12", "Unknown range"),
+        ("range=custom&start=2026-02-30&end=2026-03-01", "YYYY-MM-DD"),
+        ("range=custom&start=2026-03-10&end=2026-03-01", "end date is before"),
+        ("range=custom&start=2020-01-01&end=2026-03-01", "at most 366 days"),
+        ("team=abc", "Unknown team"),
+    ],
+)
+def test_dashboard_bad_input_gives_a_message(client_for, admin, query, message):
+    response = client_for(admin).get(reverse("activities:analytics") + "?" + query)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+
+
+def test_csv_sections_and_formula_neutralisation(client_for, tenant, team, admin):
+    evil = ContactFactory(tenant=tenant, team=team, name='=HYPERLINK("http://x")')
+    ActivityFactory(tenant=tenant, team=team, contact=evil, type="call", occurred_at=timezone.now())
+    client = client_for(admin)
+    for section in analytics_sections():
+        response = client.get(reverse("activities:analytics-export") + f"?range=7&section={section}")
+        assert response.status_code == 200, section
+        assert response["Content-Type"].startswith("text/csv")
+    body = client.get(reverse("activities:analytics-export") + "?range=7&section=engagement").content.decode()
+    assert "'=HYPERLINK" in body
+    assert client.get(reverse("activities:analytics-export") + "?section=nope").status_code == 400
+
+
+def analytics_sections():
+    from activities.analytics_views import SECTIONS
+
+    return SECTIONS
+
+
+def test_contact_analytics_figures(client_for, tenant, team, admin):
+    contact = ContactFactory(tenant=tenant, team=team)
+    now = timezone.now()
+    ActivityFactory(
+        tenant=tenant,
+        team=team,
+        contact=contact,
+        type="email",
+        direction="outbound",
+        occurred_at=now - timedelta(hours=5),
+    )
+    ActivityFactory(
+        tenant=tenant,
+        team=team,
+        contact=contact,
+        type="email",
+        direction="inbound",
+        occurred_at=now - timedelta(hours=3),
+    )
+    ActivityFactory(
+        tenant=tenant,
+        team=team,
+        contact=contact,
+        type="email",
+        direction="outbound",
+        occurred_at=now - timedelta(hours=2),
+    )
+    ActivityFactory(
+        tenant=tenant,
+        team=team,
+        contact=contact,
+        type="call",
+        direction="inbound",
+        occurred_at=now - timedelta(hours=1),
+    )
+    m = analytics.entity_metrics(membership=admin, contact_ids=[contact.pk])
+    assert m.total == 4
+    assert m.their_response.median == pytest.approx(7200, abs=1)  # they answered our email in 2 h
+    assert m.our_response.median == pytest.approx(3600, abs=1)  # we answered theirs in 1 h
+    assert {t: n for t, _, n, _ in m.mix} == {"email": 3, "call": 1}
+    assert (
+        m.last_at
+        == ActivityFactory._meta.model.objects.filter(contact=contact).latest("occurred_at").occurred_at
+    )
+    assert sum(m.weekly) == 4
+    page = client_for(admin).get(reverse("activities:contact-analytics", args=[contact.pk]))
+    assert page.status_code == 200 and "4 activities" in page.content.decode()
+
+
+def test_account_analytics_rolls_up_its_contacts(client_for, tenant, team, admin):
+    account = AccountFactory(tenant=tenant, team=team)
+    for _ in range(2):
+        contact = ContactFactory(tenant=tenant, team=team, account=account)
+        ActivityFactory(
+            tenant=tenant,
+            team=team,
+            contact=contact,
+            account=account,
+            type="call",
+            occurred_at=timezone.now(),
+        )
+    m = analytics.entity_metrics(membership=admin, account_id=account.pk)
+    assert m.total == 2
+    assert (
+        client_for(admin).get(reverse("activities:account-analytics", args=[account.pk])).status_code == 200
+    )
+
+
+def test_entity_analytics_of_other_tenant_or_team_is_404(
+    client_for, tenant, other_tenant, other_team, make_member
+):
+    agent = make_member(tenant, Role.AGENT, teams=[TeamFactory(tenant=tenant)])
+    foreign = ContactFactory(tenant=other_tenant)
+    other_team_contact = ContactFactory(tenant=tenant, team=other_team)
+    foreign_account = AccountFactory(tenant=other_tenant)
+    client = client_for(agent)
+    missing = client.get(reverse("activities:contact-analytics", args=[99_999_999]))
+    for url in (
+        reverse("activities:contact-analytics", args=[foreign.pk]),
+        reverse("activities:contact-analytics", args=[other_team_contact.pk]),
+        reverse("activities:account-analytics", args=[foreign_account.pk]),
+    ):
+        response = client.get(url)
+        assert response.status_code == 404 == missing.status_code
