@@ -76,7 +76,11 @@ def grid(request):
         page = selectors.Page([], None, None)
     else:
         page = selectors.feed_page(
-            filtered.queryset, cursor=cursor, descending=query.descending, per_page=query.per_page
+            filtered.queryset,
+            cursor=cursor,
+            descending=query.descending,
+            per_page=query.per_page,
+            selective=filtered.selective,
         )
     rows = presentation.present(page.entries, membership=membership)
     pairs = _state_params(request.GET)

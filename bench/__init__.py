@@ -1,0 +1,1 @@
+"""Benchmark framework for the activity grid (``make bench`` -> ``python -m bench.run``)."""
