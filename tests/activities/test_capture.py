@@ -427,3 +427,15 @@ def test_other_team_activity_is_404_for_agent_and_manager(tenant, team, other_te
         assert client.post(reverse("activities:delete", args=[activity.pk])).status_code == 404
     activity.refresh_from_db()
     assert not activity.is_deleted
+
+
+@pytest.mark.parametrize("count", [1, 6])
+def test_deleted_page_query_count_is_pinned(
+    count, tenant, team, agent_member, admin_member, client_for, django_assert_num_queries
+):
+    for _ in range(count):
+        services.activity_delete(membership=admin_member, activity=_manual(tenant, team, agent_member.user))
+    client = client_for(admin_member)
+    client.get(reverse("crm:activity-deleted-list"))
+    with django_assert_num_queries(5):  # session, user, membership + page
+        client.get(reverse("crm:activity-deleted-list"))
