@@ -8,6 +8,7 @@ the CSV is written per batch, so memory stays flat however many rows match.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterator
 
@@ -48,16 +49,14 @@ DIRECTION_LABELS = dict(Direction.choices)
 SOURCE_LABELS = dict(ActivitySource.choices)
 
 
+_RISKY_FIRST = frozenset("=+-@ \x7f") | frozenset(chr(c) for c in range(32))
+
+
 def neutralise(value: str) -> str:
     """Prefix an apostrophe to text a spreadsheet would evaluate as a formula."""
-    if value and _FORMULA.match(value):
+    if value and value[0] in _RISKY_FIRST and _FORMULA.match(value):
         return "'" + value
     return value
-
-
-class _Echo:
-    def write(self, value):
-        return value
 
 
 def _names(model, ids) -> dict[int, str]:
@@ -68,8 +67,10 @@ def _names(model, ids) -> dict[int, str]:
 
 def csv_rows(qs: QuerySet, *, membership: Membership, descending: bool = True) -> Iterator[str]:
     """Yield the CSV text (header first), one chunk per batch of rows."""
-    out = csv.writer(_Echo())
-    yield out.writerow(EXPORT_HEADER)
+    buffer = io.StringIO()
+    out = csv.writer(buffer)
+    out.writerow(EXPORT_HEADER)
+    yield buffer.getvalue()
     agents = {
         u.pk: (u.get_full_name() or u.email or u.username)
         for u in get_user_model().objects.filter(memberships__tenant_id=membership.tenant_id)
@@ -86,27 +87,32 @@ def csv_rows(qs: QuerySet, *, membership: Membership, descending: bool = True) -
                 membership=membership,
                 email_ids={r[12] for r in rows if r[3] == ActivityType.EMAIL and r[12]},
             )
+        buffer.seek(0)
+        buffer.truncate()
         lines = []
         for pk, kind, when, typ, direction, source, agent_id, c, ld, a, summary, first, src in rows:
-            redacted = typ == ActivityType.EMAIL and not visibility.can_see_email_content(
-                membership, agent_id=agent_id, participant=src in seen
-            )
-            lines.append(
-                out.writerow(
-                    [
-                        pk,
-                        kind,
-                        when.astimezone(tz).isoformat(),
-                        TYPE_LABELS.get(typ, typ),
-                        DIRECTION_LABELS.get(direction, direction),
-                        SOURCE_LABELS.get(source, source),
-                        neutralise(agents.get(agent_id, "")),
-                        neutralise(contacts.get(c, "")),
-                        neutralise(leads.get(ld, "")),
-                        neutralise(accounts.get(a, "")),
-                        "" if redacted else neutralise(summary or ""),
-                        "" if redacted else neutralise(first or ""),
-                    ]
+            redacted = (
+                not content_ok
+                and typ == ActivityType.EMAIL
+                and not visibility.can_see_email_content(
+                    membership, agent_id=agent_id, participant=src in seen
                 )
             )
-        yield "".join(lines)
+            lines.append(
+                [
+                    pk,
+                    kind,
+                    when.astimezone(tz).isoformat(),
+                    TYPE_LABELS.get(typ, typ),
+                    DIRECTION_LABELS.get(direction, direction),
+                    SOURCE_LABELS.get(source, source),
+                    neutralise(agents.get(agent_id, "")),
+                    neutralise(contacts.get(c, "")),
+                    neutralise(leads.get(ld, "")),
+                    neutralise(accounts.get(a, "")),
+                    "" if redacted else neutralise(summary or ""),
+                    "" if redacted else neutralise(first or ""),
+                ]
+            )
+        out.writerows(lines)
+        yield buffer.getvalue()
