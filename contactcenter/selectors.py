@@ -5,11 +5,10 @@ the agent (assignee) of. Anything else is a 404 indistinguishable from a missing
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import Q, QuerySet
 from django.http import Http404
-from django.utils.dateparse import parse_datetime
 
 from crm import visibility
 from crm.models import Contact, Membership
@@ -64,16 +63,19 @@ class Page:
     next_cursor: str | None
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def encode_cursor(started_at: datetime, pk: int) -> str:
-    return f"{started_at.isoformat()}|{pk}"
+    """``<microseconds since epoch>_<id>``: exact, and nothing in it needs URL escaping."""
+    return f"{(started_at - EPOCH) // timedelta(microseconds=1)}_{pk}"
 
 
 def decode_cursor(value: str) -> tuple[datetime, int] | None:
     try:
-        raw_time, raw_id = (value or "").rsplit("|", 1)
-        when = parse_datetime(raw_time)
-        return (when, int(raw_id)) if when is not None and when.tzinfo is not None else None
-    except ValueError:
+        raw_time, raw_id = (value or "").split("_", 1)
+        return EPOCH + timedelta(microseconds=int(raw_time)), int(raw_id)
+    except (ValueError, OverflowError):
         return None
 
 

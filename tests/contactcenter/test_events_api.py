@@ -43,14 +43,21 @@ def event(event_id, type_, *, at=0, channel="sms", conv="conv-1", **extra):
 
 def msg(event_id, text, *, at, direction="inbound", mid=None, **extra):
     return event(
-        event_id, "message", at=at, message={"id": mid or event_id, "text": text, "direction": direction}, **extra
+        event_id,
+        "message",
+        at=at,
+        message={"id": mid or event_id, "text": text, "direction": direction},
+        **extra,
     )
 
 
 def test_a_conversation_closes_into_one_closed_row_and_one_activity(post_event, sms_queue, team):
     # given an opened SMS conversation with two messages
     contact = {"phone": "+1 (555) 010-2000", "name": "Ada Caller"}
-    assert post_event(event("e1", "interaction.opened", queue_id=sms_queue.pk, contact=contact)).status_code == 201
+    assert (
+        post_event(event("e1", "interaction.opened", queue_id=sms_queue.pk, contact=contact)).status_code
+        == 201
+    )
     assert post_event(msg("e2", "Hello, my order is late", at=10)).status_code == 201
     assert post_event(msg("e3", "Let me check", at=40, direction="outbound")).status_code == 201
     # when it closes
@@ -110,7 +117,9 @@ def test_interaction_is_closed_exactly_once(post_event, sms_queue):
 
 def test_message_arriving_after_the_close_is_stored_and_counted(post_event, sms_queue):
     # given a conversation closed before its messages arrived
-    post_event(event("o", "interaction.opened", at=0, queue_id=sms_queue.pk, contact={"phone": "+15550003333"}))
+    post_event(
+        event("o", "interaction.opened", at=0, queue_id=sms_queue.pk, contact={"phone": "+15550003333"})
+    )
     post_event(event("c", "interaction.closed", at=60))
     closed = ClosedInteraction.objects.get()
     assert closed.message_count == 0 and closed.first_message == ""
@@ -157,7 +166,9 @@ def test_transfer_moves_the_queue_and_leaves_a_system_note(post_event, tenant, s
     assert "Escalations" in note.text and "VIP" in note.text
 
 
-def test_contact_is_matched_by_normalised_phone_within_the_tenant(post_event, tenant, other_tenant, sms_queue):
+def test_contact_is_matched_by_normalised_phone_within_the_tenant(
+    post_event, tenant, other_tenant, sms_queue
+):
     # given the same number in this tenant and another one
     mine = ContactFactory(tenant=tenant, phones=["+15550100000"])
     ContactFactory(tenant=other_tenant, phones=["+15550100000"])
@@ -177,7 +188,10 @@ def test_contact_is_matched_by_email_case_insensitively(post_event, tenant):
 def test_unknown_contact_is_created_in_the_queue_team(post_event, tenant, sms_queue, team):
     post_event(
         event(
-            "o", "interaction.opened", queue_id=sms_queue.pk, contact={"phone": "+44 20 7946 0000", "name": "New"}
+            "o",
+            "interaction.opened",
+            queue_id=sms_queue.pk,
+            contact={"phone": "+44 20 7946 0000", "name": "New"},
         )
     )
     contact = Contact.objects.for_tenant(tenant).get()
@@ -199,7 +213,9 @@ def test_bad_signature_is_rejected(client, channel_secret, sms_queue):
     body = json.dumps(event("e", "interaction.opened")).encode()
     headers = sign(channel_secret, body)
     headers["HTTP_X_CRM_SIGNATURE"] = "sha256=" + "0" * 64
-    response = client.generic("POST", "/api/v1/contactcenter/events", body, content_type="application/json", **headers)
+    response = client.generic(
+        "POST", "/api/v1/contactcenter/events", body, content_type="application/json", **headers
+    )
     _assert_rejected(response)
 
 
