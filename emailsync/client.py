@@ -182,7 +182,7 @@ class ImapConnection:
         )
 
     def examine(self, folder: str) -> FolderStatus:
-        """SELECT the folder read-only (EXAMINE); returns its UIDVALIDITY/UIDNEXT as the server sees them now."""
+        """SELECT the folder read-only (EXAMINE); its UIDVALIDITY/UIDNEXT as the server sees them now."""
         try:
             data = self._call("EXAMINE", self.client.select_folder, folder, readonly=True)
         except imap_exc.IMAPClientError as exc:

@@ -623,12 +623,7 @@ def _smtp_connect(smtp: SmtpSettings, timeout: float) -> smtplib.SMTP:
 def outgoing_deliver(outgoing_id: int, *, max_attempts: int = 5, timeout: float = 30.0) -> str:
     """Send one queued email. Returns the new status; raises SendTransient when a retry should follow."""
     with transaction.atomic():
-        outgoing = (
-            OutgoingEmail.objects.select_for_update()
-            .select_related("author", "contact")
-            .filter(pk=outgoing_id)
-            .first()
-        )
+        outgoing = OutgoingEmail.objects.select_for_update().filter(pk=outgoing_id).first()
         if outgoing is None or outgoing.status != OutgoingStatus.QUEUED:
             return outgoing.status if outgoing else "missing"
         outgoing.attempts += 1

@@ -100,7 +100,8 @@ def test_uid_range_trap_does_not_reimport_the_last_message(mail_env, customer, t
 
 
 def test_cursor_reset_rescans_without_duplicates(mail_env, customer, tenant):
-    """The stored position is a cache: losing it costs a re-scan, never a duplicate (fazer-ai/chatwoot#487)."""
+    """The stored position is a cache: losing it costs a re-scan, never a duplicate
+    (fazer-ai/chatwoot#487)."""
     env = mail_env()
     for i in range(7):
         env.append(make_raw(subject=f"m{i}"))
@@ -247,7 +248,8 @@ def test_malformed_messages_are_stored_raw_and_do_not_block_later_ones(mail_env,
         b"From: alice@customer.test\r\nSubject: gb2312\r\nContent-Type: text/plain; charset=gb2312\r\n\r\n"
         b"\xb0\xa1\xff\xff\r\n",
         b"From: alice@customer.test\r\nSubject: no boundary\r\nContent-Type: multipart/mixed\r\n\r\nbody\r\n",
-        b"From: alice@customer.test\r\nSubject: bad ctype\r\nContent-Type: ;;;===\r\n\r\nbody\x00with nul\r\n",
+        b"From: alice@customer.test\r\nSubject: bad ctype\r\nContent-Type: ;;;===\r\n\r\n"
+        b"body\x00with nul\r\n",
         b"From: alice@customer.test\r\nSubject: rfc2231\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
         b"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; "
         b"filename*=us-ascii''t%F6st.txt\r\n\r\nx\r\n--b--\r\n",
