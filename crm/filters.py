@@ -44,10 +44,14 @@ class _EntityFilter(django_filters.FilterSet):
         self.form.fields["team"].queryset = teams
         # The drop-downs are rendered from these lists (one plain query each), not by iterating the
         # ModelChoiceFields (a COUNT plus a server-side cursor per field).
+        owner_rows = owners.values_list("pk", "first_name", "last_name", "email", "username")
         self.choice_lists = {
             "owner": [("", "---------")]
-            + [(u.pk, u.get_full_name() or u.email or u.username) for u in owners],
-            "team": [("", "---------")] + [(t.pk, t.name) for t in teams.only("name")],
+            + [
+                (pk, f"{first} {last}".strip() or email or username)
+                for pk, first, last, email, username in owner_rows
+            ],
+            "team": [("", "---------")] + list(teams.values_list("pk", "name")),
         }
 
     def filter_search(self, queryset, name, value):
@@ -69,11 +73,11 @@ class ContactFilter(_EntityFilter):
         self.filters["account"].queryset = accounts
         field = self.form.fields["account"]
         field.queryset = accounts
-        first = list(accounts[: ACCOUNT_SELECT_LIMIT + 1])
+        first = list(accounts.values_list("pk", "name")[: ACCOUNT_SELECT_LIMIT + 1])
         if len(first) > ACCOUNT_SELECT_LIMIT:
             field.widget = forms.HiddenInput()
         else:
-            self.choice_lists["account"] = [("", "---------")] + [(a.pk, a.name) for a in first]
+            self.choice_lists["account"] = [("", "---------"), *first]
 
 
 class LeadFilter(_EntityFilter):
