@@ -38,7 +38,7 @@ class ScopedChoiceField(forms.ModelChoiceField):
 class ActivityForm(forms.Form):
     type = forms.ChoiceField(choices=[(t.value, t.label) for t in MANUAL_TYPES], initial=ActivityType.CALL)
     direction = forms.ChoiceField(
-        choices=[(Direction.OUTBOUND, "Outbound"), (Direction.INBOUND, "Inbound")],
+        choices=[("", "—"), (Direction.OUTBOUND, "Outbound"), (Direction.INBOUND, "Inbound")],
         required=False,
         help_text="Calls only.",
     )
