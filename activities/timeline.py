@@ -146,6 +146,10 @@ def timeline_queryset(
     queryset = selectors.feed_visible(membership=membership).filter(
         entity_q(kind, pk, lead_ids=lead_ids, scope=filters.scope)
     )
+    return _apply_filters(queryset, membership, filters)
+
+
+def _apply_filters(queryset: QuerySet, membership: Membership, filters: TimelineFilters) -> QuerySet:
     if filters.types:
         queryset = queryset.filter(type__in=filters.types)
     if filters.q:
@@ -301,6 +305,36 @@ def enrich(
 # --- pages -----------------------------------------------------------------------------------------
 
 
+def _fetch(
+    *,
+    membership: Membership,
+    kind: str,
+    pk: int,
+    filters: TimelineFilters,
+    lead_ids: list[int],
+    keyset: Q,
+    newest_first: bool,
+    limit: int,
+) -> list[FeedEntry]:
+    """One keyset page. A contact with converted leads reads two index-ordered ranges (its own rows;
+    its leads' rows not already about it) and merges them here: an OR of the two would make
+    PostgreSQL collect and sort every row of the contact for each page."""
+    order = ("-occurred_at", "-id") if newest_first else ("occurred_at", "id")
+    if kind == "contact" and lead_ids:
+        visible = selectors.feed_visible(membership=membership)
+        own = _apply_filters(visible.filter(contact_id=pk), membership, filters)
+        from_leads = _apply_filters(
+            visible.filter(lead_id__in=lead_ids).exclude(contact_id=pk), membership, filters
+        )
+        merged = list(own.filter(keyset).order_by(*order)[:limit]) + list(
+            from_leads.filter(keyset).order_by(*order)[:limit]
+        )
+        merged.sort(key=lambda e: (e.occurred_at, e.id), reverse=newest_first)
+        return merged[:limit]
+    queryset = timeline_queryset(membership=membership, kind=kind, pk=pk, filters=filters, lead_ids=lead_ids)
+    return list(queryset.filter(keyset).order_by(*order)[:limit])
+
+
 @dataclass
 class TimelinePage:
     rows: list[TimelineRow]
@@ -320,10 +354,16 @@ def timeline_page(
 ) -> TimelinePage:
     """One page, newest first, older than ``before`` when given."""
     lead_ids = converted_lead_ids(membership=membership, contact_id=pk) if kind == "contact" else []
-    queryset = timeline_queryset(membership=membership, kind=kind, pk=pk, filters=filters, lead_ids=lead_ids)
-    if before is not None:
-        queryset = queryset.filter(_older_than(before))
-    entries = list(queryset.order_by("-occurred_at", "-id")[: page_size + 1])
+    entries = _fetch(
+        membership=membership,
+        kind=kind,
+        pk=pk,
+        filters=filters,
+        lead_ids=lead_ids,
+        keyset=_older_than(before) if before is not None else Q(),
+        newest_first=True,
+        limit=page_size + 1,
+    )
     has_more = len(entries) > page_size
     entries = entries[:page_size]
     rows = enrich(
@@ -350,8 +390,16 @@ def timeline_newer(
     """Rows strictly newer than ``after``, newest first. At most ``limit`` of the oldest of them, so
     that the next poll (from the newest returned) continues without a gap or a repeat."""
     lead_ids = converted_lead_ids(membership=membership, contact_id=pk) if kind == "contact" else []
-    queryset = timeline_queryset(membership=membership, kind=kind, pk=pk, filters=filters, lead_ids=lead_ids)
-    entries = list(queryset.filter(_newer_than(after)).order_by("occurred_at", "id")[:limit])
+    entries = _fetch(
+        membership=membership,
+        kind=kind,
+        pk=pk,
+        filters=filters,
+        lead_ids=lead_ids,
+        keyset=_newer_than(after),
+        newest_first=False,
+        limit=limit,
+    )
     entries.reverse()
     return enrich(
         presentation.present(entries, membership=membership),

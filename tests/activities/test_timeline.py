@@ -457,3 +457,36 @@ def test_timeline_query_count_does_not_grow_with_the_page(
     with django_assert_num_queries(len(small.captured_queries)):
         response = client.get(url)
     assert len(_ids(response)) == 10
+
+
+def test_contact_with_converted_lead_pages_both_histories_in_order(tenant, team, admin_member):
+    # given a contact with 8 rows of its own and 7 of the lead converted into it, interleaved in time
+    contact = ContactFactory(tenant=tenant, team=team)
+    lead = LeadFactory(tenant=tenant, team=team, converted_contact=contact)
+    rows = [
+        ActivityFactory(
+            tenant=tenant,
+            team=team,
+            occurred_at=T0 + timedelta(minutes=i),
+            **({"contact": contact} if i % 2 else {"lead": lead}),
+        )
+        for i in range(15)
+    ]
+    filters = timeline.TimelineFilters()
+
+    # when paging
+    first = timeline.timeline_page(membership=admin_member, kind="contact", pk=contact.pk, filters=filters)
+    second = timeline.timeline_page(
+        membership=admin_member,
+        kind="contact",
+        pk=contact.pk,
+        filters=filters,
+        before=timeline.decode_cursor(first.older_cursor),
+    )
+
+    # then both pages follow one time order over the two histories, with nothing repeated
+    expected = [r.pk for r in reversed(rows)]
+    assert [r.entry.id for r in first.rows] == expected[:10]
+    assert [r.entry.id for r in second.rows] == expected[10:]
+    assert second.older_cursor is None
+    assert {r.entry.id for r in first.rows + second.rows if r.from_lead_id} == {r.pk for r in rows[::2]}
