@@ -79,3 +79,61 @@ def test_detail_of_other_tenant_or_team_is_404_like_missing(
     else:
         assert other_team_response.status_code == 404 and other_team_response.content == missing.content
     assert client.get(reverse(name, args=[own_team.pk])).status_code == 200
+
+
+# --- Isolation matrix of the entity pages (issue 4) -------------------------------------------------
+
+ENTITY_ID_URLS = {
+    "crm:contact-detail": "contact",
+    "crm:lead-detail": "lead",
+    "crm:account-detail": "account",
+    "crm:contact-timeline": "contact",
+    "crm:lead-timeline": "lead",
+    "crm:account-timeline": "account",
+}
+# Variants of the same URLs a browser asks for: modal, in-place filter, load older, real-time poll.
+VARIANTS = [
+    ({}, {}),
+    ({}, {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "modal-root"}),
+    ({"type": "call"}, {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "timeline-body"}),
+    (
+        {"before": "MjAyNi0wMS0wMVQwMDowMDowMCswMDowMHwx"},
+        {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "timeline-older"},
+    ),
+    ({"after": "start"}, {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "timeline-poll"}),
+]
+
+
+def test_every_entity_page_with_an_id_is_in_the_matrix():
+    from django.urls import get_resolver
+
+    names = set()
+    for pattern in get_resolver().url_patterns:
+        if getattr(pattern, "namespace", None) == "crm":
+            for sub in pattern.url_patterns:
+                route = str(sub.pattern)
+                entity_page = route.startswith(("contacts/", "leads/", "accounts/"))
+                if "<int:pk>" in route and entity_page and sub.name.endswith(("-detail", "-timeline")):
+                    names.add(f"crm:{sub.name}")
+    assert names == set(ENTITY_ID_URLS)
+
+
+@pytest.mark.parametrize("url_name", sorted(ENTITY_ID_URLS))
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.MANAGER, Role.AGENT])
+def test_isolation_matrix(url_name, role, tenant, other_tenant, team, other_team, make_member, client_for):
+    factory = {"contact": ContactFactory, "lead": LeadFactory, "account": AccountFactory}[
+        ENTITY_ID_URLS[url_name]
+    ]
+    member = make_member(tenant, role, teams=[team])
+    foreign = factory(tenant=other_tenant)
+    other_teams = factory(tenant=tenant, team=other_team)
+    client = client_for(member)
+
+    for params, headers in VARIANTS:
+        missing = client.get(reverse(url_name, args=[999_999_999]), params, **headers)
+        assert missing.status_code == 404
+        targets = [foreign] if role == Role.ADMIN else [foreign, other_teams]
+        for obj in targets:
+            response = client.get(reverse(url_name, args=[obj.pk]), params, **headers)
+            assert response.status_code == 404, (params, headers)
+            assert response.content == missing.content
