@@ -439,3 +439,26 @@ def test_deleted_page_query_count_is_pinned(
     client.get(reverse("crm:activity-deleted-list"))
     with django_assert_num_queries(5):  # session, user, membership + page
         client.get(reverse("crm:activity-deleted-list"))
+
+
+def test_timeline_offers_edit_on_own_manual_entries_only(tenant, team, agent_member, make_member, client_for):
+    contact = ContactFactory(tenant=tenant, team=team)
+    mine = ActivityFactory(
+        tenant=tenant, team=team, contact=contact, user=agent_member.user, created_by=agent_member.user
+    )
+    colleague = make_member(tenant, Role.AGENT, teams=[team])
+    theirs = ActivityFactory(
+        tenant=tenant, team=team, contact=contact, user=colleague.user, created_by=colleague.user
+    )
+    automatic = ActivityFactory(
+        tenant=tenant, team=team, contact=contact, user=agent_member.user, type="contact_update"
+    )
+    html = (
+        client_for(agent_member)
+        .get(reverse("crm:contact-timeline", args=[contact.pk]), **HTMX)
+        .content.decode()
+    )
+    assert reverse("activities:edit", args=[mine.pk]) in html
+    assert reverse("activities:edit", args=[theirs.pk]) not in html
+    assert reverse("activities:edit", args=[automatic.pk]) not in html
+    assert 'data-testid="log-activity-button"' in html
