@@ -101,6 +101,10 @@ DATABASES["default"].setdefault("OPTIONS", {})
 # for one tenant on another (DESIGN.md).
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
 
+# Row-level security (crm/rls.py): policies are always installed; with this on, connections act as the
+# restricted role and see only the tenant their request or task sets. Off: connections carry the bypass.
+DATABASE_RLS_ENFORCE = env_bool("DATABASE_RLS_ENFORCE", default=False)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
