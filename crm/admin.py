@@ -63,6 +63,23 @@ class ContactAdmin(TenantScopedAdmin):
             results |= queryset.filter(emails__contains=[term]) | queryset.filter(phones__contains=[term])
         return results, may_have_duplicates
 
+    def save_model(self, request, obj, form, change):
+        """Edits go through ``contact_update`` so admin changes are logged (and merged) like the app's."""
+        if not change:
+            return super().save_model(request, obj, form, change)
+        from django.core.exceptions import PermissionDenied
+
+        from . import services
+
+        original = Contact.objects.get(pk=obj.pk)
+        if not request.user.is_superuser and original.tenant_id != getattr(request.tenant, "pk", None):
+            raise PermissionDenied("Object belongs to another tenant.")
+        data = {
+            name: form.cleaned_data[name] for name in services.SIGNIFICANT_FIELDS if name in form.cleaned_data
+        }
+        services.contact_update(tenant=original.tenant, actor=request.user, contact=original, data=data)
+        obj.refresh_from_db()
+
 
 @admin.register(Lead)
 class LeadAdmin(TenantScopedAdmin):

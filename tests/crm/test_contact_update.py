@@ -233,3 +233,18 @@ def test_edit_view_foreign_or_other_team_contact_is_404(
         assert response.content == missing.content
         contact.refresh_from_db()
         assert contact.name == "X"
+
+
+def test_django_admin_edit_is_logged_through_the_service(tenant, team, admin_member, client):
+    admin_member.user.is_staff = True
+    admin_member.user.save()
+    contact = ContactFactory(tenant=tenant, team=team, name="Ada", emails=["a@x.test"], phones=[])
+    client.force_login(admin_member.user)
+    response = client.post(
+        reverse("admin:crm_contact_change", args=[contact.pk]),
+        {"name": "Ada Admin", "emails": "a@x.test", "phones": "", "team": team.pk, "status": contact.status},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    activity = _updates(tenant, contact).get()
+    assert activity.changes["name"]["to"] == "Ada Admin"
+    assert activity.created_by == admin_member.user
