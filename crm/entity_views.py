@@ -25,11 +25,7 @@ MODAL_TARGET = "modal-root"
 TIMELINE_TARGET = "timeline-body"
 POLL_FROM_START = "start"  # the poller's cursor while the timeline shown is empty
 
-LABELS = {
-    "contact": ("Contacts", "contact"),
-    "lead": ("Leads", "lead"),
-    "account": ("Accounts", "account"),
-}
+TITLES = {"contact": "Contacts", "lead": "Leads", "account": "Accounts"}
 LISTS = {
     "contact": selectors.contact_list,
     "lead": selectors.lead_list,
@@ -61,7 +57,7 @@ def _is_partial(request) -> bool:
 
 
 def _querystring(params, **changes) -> str:
-    items = [(k, v) for k, v in params.lists() for v in v if k not in changes]
+    items = [(key, v) for key, values in params.lists() if key not in changes for v in values]
     for key, value in changes.items():
         if value not in (None, ""):
             items.append((key, value))
@@ -143,7 +139,7 @@ def _grid(request, kind: str):
     page = table.page
     context = {
         "kind": kind,
-        "title": LABELS[kind][0],
+        "title": TITLES[kind],
         "filter": filterset,
         "filter_fields": _filter_fields(filterset),
         "headers": _headers(table, request.GET),
@@ -152,8 +148,6 @@ def _grid(request, kind: str):
         "prev_url": _querystring(request.GET, page=page.number - 1) if page.number > 1 else None,
         "next_url": _querystring(request.GET, page=page.number + 1) if page.has_next() else None,
         "list_url": reverse(f"crm:{kind}-list"),
-        "timeline_url_name": f"crm:{kind}-timeline",
-        "detail_url_name": f"crm:{kind}-detail",
     }
     template = (
         "crm/partials/_grid.html"
