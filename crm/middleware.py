@@ -3,11 +3,22 @@ import zoneinfo
 from django.shortcuts import render
 from django.utils import timezone
 
+from .logcontext import tenant_id_var, user_id_var
 from .models import Membership
 
 SESSION_KEY = "active_tenant_id"
 # Paths a signed-in user without any membership may still reach.
-EXEMPT_PREFIXES = ("/login/", "/logout/", "/static/", "/admin/", "/healthz", "/readyz", "/api/", "/widget/")
+EXEMPT_PREFIXES = (
+    "/login/",
+    "/logout/",
+    "/static/",
+    "/admin/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/api/",
+    "/widget/",
+)
 
 
 class TenantMiddleware:
@@ -36,7 +47,9 @@ class TenantMiddleware:
             chosen = next((m for m in memberships if m.tenant_id == wanted), None) or (
                 memberships[0] if memberships else None
             )
+            user_id_var.set(user.pk)
             if chosen is not None:
+                tenant_id_var.set(chosen.tenant_id)
                 _activate_time_zone(chosen.time_zone)
                 request.membership = chosen
                 request.tenant = chosen.tenant

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import views
+from . import observability, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -10,6 +10,9 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tenant/switch/", views.tenant_switch, name="tenant-switch"),
     path("admin/", admin.site.urls),
+    path("healthz", observability.healthz, name="healthz"),
+    path("readyz", observability.readyz, name="readyz"),
+    path("metrics", observability.metrics, name="metrics"),
 ]
 
 # Each app's URLconf is namespaced and spells out its own full paths (no tenant id in any URL).
