@@ -103,7 +103,10 @@ def widget_endpoint(methods: tuple[str, ...], *, limit: str = "visitor"):
             if origin is not None and origin.rstrip("/") not in widget.allowed_origins:
                 return _cors(_json_error(403, "This website may not use the widget.", "origin"), None)
             if request.method == "OPTIONS":
-                return _cors(HttpResponse(status=204), origin)
+                response = _cors(HttpResponse(status=204), origin)
+                if request.headers.get("Access-Control-Request-Private-Network") == "true":
+                    response["Access-Control-Allow-Private-Network"] = "true"
+                return response
             if request.method not in methods:
                 return _cors(_json_error(405, f"Use {' or '.join(methods)}."), origin)
             limits = _limits()
