@@ -462,3 +462,74 @@ def test_timeline_offers_edit_on_own_manual_entries_only(tenant, team, agent_mem
     assert reverse("activities:edit", args=[theirs.pk]) not in html
     assert reverse("activities:edit", args=[automatic.pk]) not in html
     assert 'data-testid="log-activity-button"' in html
+
+
+def test_deleted_activity_leaves_grid_timeline_and_export(tenant, team, agent_member, client_for):
+    contact = ContactFactory(tenant=tenant, team=team)
+    activity = ActivityFactory(
+        tenant=tenant,
+        team=team,
+        contact=contact,
+        user=agent_member.user,
+        created_by=agent_member.user,
+        summary="Soon to be deleted",
+    )
+    client = client_for(agent_member)
+
+    def text(url):
+        response = client.get(url)
+        if response.streaming:
+            return b"".join(response.streaming_content).decode()
+        return response.content.decode()
+
+    urls = [
+        reverse("activities:grid"),
+        reverse("activities:export"),
+        reverse("crm:contact-timeline", args=[contact.pk]),
+    ]
+    for url in urls:
+        assert "Soon to be deleted" in text(url), url
+    services.activity_delete(membership=agent_member, activity=activity)
+    for url in urls:
+        assert "Soon to be deleted" not in text(url), url
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_api_requests_with_one_idempotency_key_create_one():
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    from crm import services as crm_services
+    from tests.factories import MembershipFactory, TenantFactory, UserFactory
+
+    tenant = TenantFactory()
+    admin = MembershipFactory(tenant=tenant, user=UserFactory(), role=Role.ADMIN)
+    _, key = crm_services.api_key_create(tenant=tenant, actor=admin.user, name="k")
+    contact = ContactFactory(tenant=tenant)
+    body = json.dumps({"type": "note", "summary": "once", "contact_id": contact.pk})
+    barrier = threading.Barrier(4)
+    statuses = []
+
+    def send():
+        try:
+            barrier.wait()
+            response = Client().post(
+                "/api/v1/activities",
+                data=body,
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {key}",
+                HTTP_IDEMPOTENCY_KEY="same",
+            )
+            statuses.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(statuses) == [200, 200, 200, 201]
+    assert Activity.objects.filter(tenant=tenant).count() == 1
