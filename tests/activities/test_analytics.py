@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from activities import analytics
-from activities.models import Activity, ActivitySource, ActivityType, Direction
+from activities.models import Activity, ActivitySource, Direction
 from contactcenter.models import Channel, MessageKind
 from crm.models import Role
 from tests.factories import (
@@ -36,15 +36,6 @@ def at(day: date, hour: int = 12, minute: int = 0) -> datetime:
 
 def period(start: date, end: date) -> analytics.Period:
     return analytics.Period(start, end)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _analytics_installed(django_db_setup, django_db_blocker):
-    # TEMPORARY until the analytics migration lands: install the triggers in the test database.
-    from activities.analytics_sql import INSTALL
-
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(INSTALL)
 
 
 @pytest.fixture
@@ -315,12 +306,14 @@ def _aggregates():
         c.execute("SELECT tenant_id, day, team_id, agent_id, type, source, direction, n FROM analytics_daily")
         daily = set(c.fetchall())
         c.execute(
-            """SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, COALESCE(team_id, 0), COALESCE(agent_id, 0),
-                      type, source, direction, count(*)::int FROM activity_feed GROUP BY 1, 2, 3, 4, 5, 6, 7"""
+            """SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, COALESCE(team_id, 0),
+                      COALESCE(agent_id, 0), type, source, direction, count(*)::int
+                 FROM activity_feed GROUP BY 1, 2, 3, 4, 5, 6, 7"""
         )
         daily_raw = set(c.fetchall())
         c.execute(
-            "SELECT tenant_id, contact_id, day, account_id, team_id, agent_id, type, n FROM analytics_contact_daily"
+            "SELECT tenant_id, contact_id, day, account_id, team_id, agent_id, type, n"
+            " FROM analytics_contact_daily"
         )
         contact = set(c.fetchall())
         c.execute(
@@ -332,8 +325,8 @@ def _aggregates():
         c.execute("SELECT tenant_id, contact_id, n, first_at, last_at FROM analytics_contact_summary")
         summary = set(c.fetchall())
         c.execute(
-            """SELECT tenant_id, contact_id, count(*)::int, min(occurred_at), max(occurred_at) FROM activity_feed
-                WHERE contact_id IS NOT NULL GROUP BY 1, 2"""
+            """SELECT tenant_id, contact_id, count(*)::int, min(occurred_at), max(occurred_at)
+                 FROM activity_feed WHERE contact_id IS NOT NULL GROUP BY 1, 2"""
         )
         summary_raw = set(c.fetchall())
     return (daily, contact, summary), (daily_raw, contact_raw, summary_raw)

@@ -5,10 +5,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
-from activities.analytics_sql import INSTALL
 from crm.models import Role
 from tests.conftest import PASSWORD
 from tests.factories import (
@@ -25,13 +23,6 @@ from tests.factories import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-@pytest.fixture(autouse=True)
-def _analytics_installed(transactional_db):
-    # TEMPORARY until the analytics migration lands: install the triggers in the test database.
-    with connection.cursor() as cursor:
-        cursor.execute(INSTALL)
 
 
 def test_dashboard_and_contact_analytics(page, live_server, browser_login):

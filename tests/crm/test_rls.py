@@ -21,17 +21,6 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _analytics_installed(django_db_setup, django_db_blocker):
-    # TEMPORARY until the analytics migration lands (then post_migrate covers these tables).
-    from activities.analytics_sql import INSTALL
-
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(INSTALL)
-        rls.install()
-        rls.ensure_app_role()
-
-
 @contextmanager
 def app_role(*, tenant_id=None, user_id=None, bypass=False):
     """A cursor acting as the application role with the given session settings; all reset afterwards."""
