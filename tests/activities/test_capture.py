@@ -533,3 +533,18 @@ def test_concurrent_api_requests_with_one_idempotency_key_create_one():
         t.join(30)
     assert sorted(statuses) == [200, 200, 200, 201]
     assert Activity.objects.filter(tenant=tenant).count() == 1
+
+
+def test_log_against_an_account_from_its_page(tenant, team, agent_member, client_for):
+    account = AccountFactory(tenant=tenant, team=team, name="Acme Account")
+    client = client_for(agent_member)
+    page = client.get(reverse("crm:account-detail", args=[account.pk])).content.decode()
+    assert reverse("activities:log") + f"?account={account.pk}" in page
+    response = client.post(
+        reverse("activities:log") + f"?account={account.pk}",
+        {"type": "meeting", "summary": "QBR", "account": account.pk, "duration_minutes": "60"},
+        **HTMX,
+    )
+    assert response.status_code == 200
+    activity = Activity.objects.get()
+    assert (activity.account, activity.contact, activity.team) == (account, None, team)
