@@ -220,6 +220,7 @@ def main() -> None:
     maintained_table(report, membership, depth, busy_agent)
     export_probe(report, scale)
     issue4_pages(report, client, tid, reverse, NoReverseMatch)
+    analytics_pages(report, client, tid)
     email_hook(report)
 
     # Checks against the issue's targets (they are stated for 10m; at 1m they are indicative).
@@ -385,6 +386,32 @@ def issue4_pages(report: Report, client, tid: int, reverse, no_match) -> None:
             naive_badges()
             samples.append((time.perf_counter() - t0) * 1000)
         report.add("issue4", "naive badges: COUNT per row (50 queries, SQL)", samples)
+
+
+def analytics_pages(report: Report, client, tid: int) -> None:
+    """Issue 9: the tenant dashboard over 90 days (target p95 < 300 ms), as the admin (whole tenant) and
+    as a manager (team scope), and the analytics of the heaviest contact."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    print("analytics (issue 9):", flush=True)
+    report.add("analytics", "dashboard 90 days, admin", time_request(client, "/analytics/?range=90"))
+    manager = get_user_model().objects.get(email="manager@bench0.test")
+    manager_client = Client()
+    manager_client.force_login(manager)
+    report.add(
+        "analytics", "dashboard 90 days, manager", time_request(manager_client, "/analytics/?range=90")
+    )
+    heaviest = scalar(
+        "SELECT contact_id FROM crm_activities WHERE tenant_id = %s AND contact_id IS NOT NULL "
+        "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+        [tid],
+    )
+    report.add(
+        "analytics", "heaviest contact analytics", time_request(client, f"/contacts/{heaviest}/analytics/")
+    )
+    dash = report.stats["dashboard 90 days, admin"]
+    report.note(f"analytics dashboard 90 days p95 {dash[1]:.1f} ms (target < 300)")
 
 
 def _fetch(sql, params):
