@@ -2,7 +2,15 @@ from django.contrib import admin
 
 from crm.admin_base import TenantScopedAdmin
 
-from .models import ClosedInteraction, Interaction, InteractionMessage, Queue, Ticket
+from .models import (
+    ChannelSecret,
+    ClosedInteraction,
+    Interaction,
+    InteractionMessage,
+    Queue,
+    Ticket,
+    WidgetConfig,
+)
 
 
 @admin.register(Queue)
@@ -73,3 +81,47 @@ class TicketAdmin(TenantScopedAdmin):
     search_fields = ["subject"]
     raw_id_fields = ["contact", "interaction", "assignee", "created_by"]
     list_select_related = ["contact", "assignee", "team", "tenant"]
+
+
+@admin.register(ChannelSecret)
+class ChannelSecretAdmin(TenantScopedAdmin):
+    """Signing secrets: never displayed after creation. "Rotate" issues a new one (shown once, in the
+    confirmation message) and revokes the tenant's others."""
+
+    list_display = ["key_id", "label", "is_active", "created_at", "tenant"]
+    list_filter = ["tenant", "is_active"]
+    fields = ["key_id", "label", "is_active", "created_at"]
+    readonly_fields = ["key_id", "created_at"]
+    actions = ["rotate"]
+
+    def has_add_permission(self, request, *args):
+        return False  # created by the "rotate" action or `manage.py contactcenter_secret`
+
+    @admin.action(description="Rotate: issue a new secret for the tenant and revoke the old ones")
+    def rotate(self, request, queryset):
+        from django.contrib import messages
+
+        from .services import channel_secret_rotate
+
+        for tenant_id in sorted(set(queryset.values_list("tenant_id", flat=True))):
+            row, secret = channel_secret_rotate(tenant=queryset.filter(tenant_id=tenant_id).first().tenant)
+            messages.warning(
+                request,
+                f"New secret for key {row.key_id}: {secret} (copy it now: it is not shown again).",
+            )
+
+
+@admin.register(WidgetConfig)
+class WidgetConfigAdmin(TenantScopedAdmin):
+    list_display = ["name", "public_key", "queue", "enabled", "tenant"]
+    list_filter = ["tenant", "enabled"]
+    readonly_fields = ["public_key"]
+    fields = ["name", "title", "queue", "allowed_origins", "enabled", "public_key"]
+
+    def save_model(self, request, obj, form, change):
+        if not obj.public_key:
+            import secrets
+
+            obj.public_key = "wk_" + secrets.token_urlsafe(18)
+        obj.allowed_origins = [o.strip().rstrip("/") for o in obj.allowed_origins if o.strip()]
+        super().save_model(request, obj, form, change)
