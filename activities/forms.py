@@ -77,7 +77,13 @@ class ActivityForm(forms.Form):
         for name, model in (("contact", Contact), ("lead", Lead), ("account", Account)):
             field = self.fields[name]
             field.queryset = visible_entities(model, membership)
-            field.limit_options(keep=fixed.get(name) or self.initial.get(name))
+            current = self.initial.get(name)
+            if isinstance(current, model) and current.tenant_id == membership.tenant_id:
+                # Editing: the entity the activity already points at stays valid even if not visible.
+                field.queryset = field.queryset | model.objects.for_tenant(membership.tenant_id).filter(
+                    pk=current.pk
+                )
+            field.limit_options(keep=fixed.get(name) or current)
 
     def clean(self):
         data = super().clean()

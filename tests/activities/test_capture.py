@@ -548,3 +548,20 @@ def test_log_against_an_account_from_its_page(tenant, team, agent_member, client
     assert response.status_code == 200
     activity = Activity.objects.get()
     assert (activity.account, activity.contact, activity.team) == (account, None, team)
+
+
+def test_edit_keeps_a_linked_entity_the_editor_cannot_see(tenant, team, other_team, agent_member, client_for):
+    hidden = ContactFactory(tenant=tenant, team=other_team)
+    activity = ActivityFactory(
+        tenant=tenant,
+        team=team,
+        contact=hidden,
+        user=agent_member.user,
+        created_by=agent_member.user,
+        summary="a",
+    )
+    data = {"type": "note", "summary": "b", "contact": hidden.pk}
+    response = client_for(agent_member).post(reverse("activities:edit", args=[activity.pk]), data, **HTMX)
+    assert response.status_code == 200 and "activityChanged" in response["HX-Trigger"]
+    activity.refresh_from_db()
+    assert (activity.summary, activity.contact) == ("b", hidden)
