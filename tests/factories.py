@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from activities.models import Activity, ActivitySource, ActivityType, Direction
 from contactcenter.models import Channel, ClosedInteraction, Interaction, InteractionMessage, Queue, Ticket
+from crm import crypto
 from crm.models import Account, Contact, Lead, Membership, Role, Team, Tenant
 from emailsync.models import EmailLocation, IncomingEmail, Mailbox
 
@@ -205,3 +206,81 @@ class OutgoingEmailFactory(factory.django.DjangoModelFactory):
     tenant = factory.SubFactory(TenantFactory)
     to = factory.Sequence(lambda n: [f"to{n}@example.test"])
     subject = factory.Sequence(lambda n: f"Outgoing {n}")
+
+
+class SavedViewFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "activities.SavedView"
+
+    tenant = factory.SubFactory(TenantFactory)
+    owner = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"View {n}")
+    query = "type=call"
+
+
+class ApiKeyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "crm.ApiKey"
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Key {n}")
+    prefix = factory.Sequence(lambda n: f"k{n:07d}")
+    key_hash = factory.Sequence(lambda n: f"{n:064x}")
+
+
+class ActivityAuditEntryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "crm.ActivityAuditEntry"
+
+    tenant = factory.SubFactory(TenantFactory)
+    activity = factory.SubFactory(ActivityFactory, tenant=SAME_TENANT)
+    action = "deleted"
+    at = factory.LazyFunction(timezone.now)
+
+
+class ChannelSecretFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "contactcenter.ChannelSecret"
+
+    tenant = factory.SubFactory(TenantFactory)
+    key_id = factory.Sequence(lambda n: f"key-{n}")
+    secret_encrypted = factory.LazyFunction(lambda: crypto.encrypt("secret"))
+
+
+class ChannelEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "contactcenter.ChannelEvent"
+
+    tenant = factory.SubFactory(TenantFactory)
+    event_id = factory.Sequence(lambda n: f"evt-{n}")
+    type = "message"
+
+
+class WidgetConfigFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "contactcenter.WidgetConfig"
+
+    tenant = factory.SubFactory(TenantFactory)
+    public_key = factory.Sequence(lambda n: f"pk{n:030d}")
+    queue = factory.SubFactory(QueueFactory, tenant=SAME_TENANT)
+    allowed_origins = ["http://127.0.0.1"]
+
+
+class WidgetChatFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "contactcenter.WidgetChat"
+
+    tenant = factory.SubFactory(TenantFactory)
+    widget = factory.SubFactory(WidgetConfigFactory, tenant=SAME_TENANT)
+    interaction = factory.SubFactory(InteractionFactory, tenant=SAME_TENANT)
+    visitor_name = "Visitor"
+    visitor_email = factory.Sequence(lambda n: f"visitor{n}@example.test")
+    nonce_hash = factory.Sequence(lambda n: f"{n:064x}")
+
+
+class SmtpSettingsFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "emailsync.SmtpSettings"
+
+    tenant = factory.SubFactory(TenantFactory)
+    host = "127.0.0.1"

@@ -26,6 +26,14 @@ FACTORIES = {
     "emailsync.EmailLocation": factories.EmailLocationFactory,
     "emailsync.MailboxFolder": factories.MailboxFolderFactory,
     "emailsync.OutgoingEmail": factories.OutgoingEmailFactory,
+    "emailsync.SmtpSettings": factories.SmtpSettingsFactory,
+    "activities.SavedView": factories.SavedViewFactory,
+    "crm.ApiKey": factories.ApiKeyFactory,
+    "crm.ActivityAuditEntry": factories.ActivityAuditEntryFactory,
+    "contactcenter.ChannelSecret": factories.ChannelSecretFactory,
+    "contactcenter.ChannelEvent": factories.ChannelEventFactory,
+    "contactcenter.WidgetConfig": factories.WidgetConfigFactory,
+    "contactcenter.WidgetChat": factories.WidgetChatFactory,
 }
 
 
