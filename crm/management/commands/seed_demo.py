@@ -218,6 +218,7 @@ class DemoBuilder:
 
         self._activities(agents, team_of, contacts, leads, accounts)
         self._interactions(agents, team_of, contacts)
+        self._widget()
         self._emails(users, agents, team_of, contacts)
         self._conversions(admin, leads, team_of)
         return self.counts
@@ -432,6 +433,18 @@ class DemoBuilder:
         self.counts.update(
             closed_interactions=len(closed_rows), messages=len(message_rows), tickets=len(ticket_objs)
         )
+
+    def _widget(self):
+        """A website chat widget on the web chat queue, allowed on the local demo origins."""
+        from contactcenter import services as contactcenter_services
+
+        queue = Queue.objects.for_tenant(self.tenant).get(channel=Channel.WEBCHAT)
+        widget = contactcenter_services.widget_config_create(
+            tenant=self.tenant,
+            queue=queue,
+            allowed_origins=["http://127.0.0.1:8000", "http://localhost:8000"],
+        )
+        self.counts["widget"] = widget.public_key
 
     def _emails(self, users, agents, team_of, contacts):
         rng = self.rng
