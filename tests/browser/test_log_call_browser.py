@@ -1,5 +1,6 @@
 """An agent opens a contact's timeline window from the contacts grid, logs a call in place (htmx), and sees
-it appear in the timeline without a reload; bad input shows an error next to the field first."""
+it appear in the timeline without a reload; bad input shows an error next to the field first. Then the
+author edits the entry in place and the timeline shows the change."""
 
 import pytest
 
@@ -61,4 +62,19 @@ def test_log_a_call_from_the_timeline_window(page, live_server, browser_login):
         420,
     )
     assert (activity.contact_id, activity.user_id) == (contact.pk, user.pk)
+
+    # when the author edits the entry in place
+    entry.get_by_test_id("edit-activity").click()
+    edit_form = entry.get_by_test_id("log-form")
+    edit_form.locator("input[name=summary]").fill("Called about the renewal (edited)")
+    edit_form.get_by_test_id("log-submit").click()
+
+    # then the timeline refreshes with the new summary, and the edit is in the audit record
+    modal.get_by_test_id("timeline-entry").filter(has_text="Called about the renewal (edited)").wait_for(
+        state="visible"
+    )
+    assert modal.get_by_test_id("timeline-entry").count() == 1
+    activity.refresh_from_db()
+    assert activity.summary == "Called about the renewal (edited)"
+    assert activity.audit_entries.get().action == "edited"
     assert page.console_errors == []
