@@ -565,3 +565,27 @@ def test_edit_keeps_a_linked_entity_the_editor_cannot_see(tenant, team, other_te
     assert response.status_code == 200 and "activityChanged" in response["HX-Trigger"]
     activity.refresh_from_db()
     assert (activity.summary, activity.contact) == ("b", hidden)
+
+
+# Every capture URL with an object id and the test proving another tenant's id is a 404 there.
+CAPTURE_ID_URLS = {
+    "activities:edit": "test_foreign_activity_ids_are_404_like_missing",
+    "activities:delete": "test_foreign_activity_ids_are_404_like_missing",
+    "crm:activity-restore": "test_foreign_activity_ids_are_404_like_missing",
+    "crm:lead-convert": "test_conversion.py::test_convert_view_foreign_or_other_team_lead_is_404",
+    "crm:contact-edit": "test_contact_update.py::test_edit_view_foreign_or_other_team_contact_is_404",
+    "crm:api-key-revoke": "test_api_keys.py::test_other_tenants_key_is_404_like_missing_and_not_listed",
+}
+
+
+def test_every_capture_url_with_an_id_is_in_an_isolation_test():
+    from django.urls import get_resolver
+
+    found = set()
+    for pattern in get_resolver().url_patterns:
+        namespace = getattr(pattern, "namespace", None)
+        for sub in getattr(pattern, "url_patterns", []):
+            module = getattr(sub.callback, "__module__", "")
+            if "<int:pk>" in str(sub.pattern) and module in ("activities.capture_views", "crm.capture_views"):
+                found.add(f"{namespace}:{sub.name}")
+    assert found == set(CAPTURE_ID_URLS)
