@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import formataddr, make_msgid
+from functools import cached_property
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -244,15 +245,21 @@ class SyncResult:
     commands: Counter = field(default_factory=Counter)
 
 
-@dataclass
 class _Context:
-    mailbox: Mailbox
-    token: int
-    own: set[str]
-    colleagues: set[str]
-    team: Team | None
-    result: SyncResult
-    batch_hook: object = None  # tests: called after each committed batch
+    """Per-run state; the colleague list and the owner's team are loaded only when mail needs them
+    (an unchanged poll costs no query for them)."""
+
+    def __init__(self, *, mailbox: Mailbox, token: int, own: set[str], result: SyncResult, batch_hook=None):
+        self.mailbox, self.token, self.own, self.result = mailbox, token, own, result
+        self.batch_hook = batch_hook  # tests: called after each committed batch
+
+    @cached_property
+    def colleagues(self) -> set[str]:
+        return tenant_addresses(self.mailbox.tenant)
+
+    @cached_property
+    def team(self) -> Team | None:
+        return self.mailbox.team or owner_team(tenant=self.mailbox.tenant, user=self.mailbox.owner)
 
 
 def sync_mailbox(
@@ -274,8 +281,6 @@ def sync_mailbox(
             mailbox=mailbox,
             token=token,
             own={a for a in {mailbox.email_address.lower(), (mailbox.owner.email or "").lower()} if a},
-            colleagues=tenant_addresses(mailbox.tenant),
-            team=mailbox.team or owner_team(tenant=mailbox.tenant, user=mailbox.owner),
             result=result,
             batch_hook=batch_hook,
         )

@@ -1,6 +1,7 @@
 """Failures with real processes: a worker SIGKILLed mid-batch, a connection cut mid-fetch, two workers
 racing for one mailbox, and the Celery task path through a real worker and Redis."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -135,10 +136,8 @@ class CuttingProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
 
     def close(self):
