@@ -284,7 +284,7 @@ def account_timeline(request, pk):
 
 # --- detail pages -----------------------------------------------------------------------------------
 
-CONTACT_TABS = (("activity", "Activity"), ("details", "Details"))
+CONTACT_TABS = (("activity", "Activity"), ("details", "Details"), ("analytics", "Analytics"))
 
 
 @login_required
@@ -296,7 +296,7 @@ def contact_detail(request, pk):
     context = {"obj": contact, "contact": contact, "kind": "contact", "tab": tab, "tabs": CONTACT_TABS}
     if tab == "activity":
         context.update(_timeline_context(request, "contact", contact))
-    else:
+    elif tab == "details":
         context["converted_from"] = list(
             selectors.lead_visible(membership=membership)
             .filter(converted_contact=contact)

@@ -520,3 +520,17 @@ def test_entity_analytics_of_other_tenant_or_team_is_404(
     ):
         response = client.get(url)
         assert response.status_code == 404 == missing.status_code
+
+
+def test_contact_page_has_an_analytics_tab_and_account_page_a_section(client_for, tenant, team, admin):
+    """Issue 9: the figures are on the contact and account pages (lazily by htmx, linked without JS)."""
+    account = AccountFactory(tenant=tenant, team=team)
+    contact = ContactFactory(tenant=tenant, team=team, account=account)
+    client = client_for(admin)
+    page = client.get(reverse("crm:contact-detail", args=[contact.pk]) + "?tab=analytics").content.decode()
+    assert reverse("activities:contact-analytics", args=[contact.pk]) in page
+    assert 'data-testid="contact-analytics-tab"' in page
+    page = client.get(reverse("crm:account-detail", args=[account.pk])).content.decode()
+    assert reverse("activities:account-analytics", args=[account.pk]) in page
+    partial = client.get(reverse("activities:contact-analytics", args=[contact.pk]), HTTP_HX_REQUEST="true")
+    assert partial.status_code == 200 and "<html" not in partial.content.decode()
