@@ -453,35 +453,35 @@ def going_quiet(
     *, membership: Membership, limit: int = 10, now: datetime | None = None
 ) -> list[QuietContact]:
     """Contacts silent for more than twice their usual gap between activities (and at least a week),
-    among those with three or more activities; the longest silence relative to their rhythm first."""
+    among those with three or more activities; the longest silence relative to their rhythm first.
+    Listed only for contacts the viewer may see (their teams' or owned by them; admins: all)."""
     now = now or timezone.now()
-    contacts = visibility.scope(
-        Contact.objects.for_tenant(membership.tenant_id), membership, team_field="team", user_field="owner"
+    params: dict = {"now": now, "tenant": membership.tenant_id, "limit": limit}
+    visible = ""
+    if not visibility.sees_whole_tenant(membership):
+        visible = """AND EXISTS (SELECT 1 FROM crm_contact c
+                            WHERE c.id = s.contact_id AND c.tenant_id = s.tenant_id
+                              AND (c.team_id = ANY(%(teams)s) OR c.owner_id = %(me)s))"""
+        params.update(teams=visibility.team_ids(membership), me=membership.user_id)
+    rows = _rows(
+        f"""SELECT s.contact_id, s.n, s.last_at,
+                   EXTRACT(EPOCH FROM (s.last_at - s.first_at)) / 86400.0 / (s.n - 1) AS gap_days,
+                   EXTRACT(EPOCH FROM (%(now)s - s.last_at)) / 86400.0 AS silent_days
+              FROM analytics_contact_summary s
+             WHERE s.tenant_id = %(tenant)s AND s.n >= 3
+               AND %(now)s - s.last_at > GREATEST(2 * (s.last_at - s.first_at) / (s.n - 1), interval '7 days')
+               {visible}
+             ORDER BY (EXTRACT(EPOCH FROM (%(now)s - s.last_at)) + 1)
+                      / (EXTRACT(EPOCH FROM (s.last_at - s.first_at)) / (s.n - 1) + 1) DESC, s.contact_id
+             LIMIT %(limit)s""",  # noqa: S608 - the visibility clause is a constant
+        params,
     )
-    contact_sql, contact_params = contacts.values("id").query.sql_with_params()
-    rows = _going_quiet_rows(membership, now, limit, contact_sql, contact_params)
     objects = Contact.objects.for_tenant(membership.tenant_id).in_bulk([r[0] for r in rows])
     return [
         QuietContact(objects[pk], int(n), last_at, float(gap), float(silent))
         for pk, n, last_at, gap, silent in rows
         if pk in objects
     ]
-
-
-def _going_quiet_rows(membership, now, limit, contact_sql, contact_params):
-    sql = f"""SELECT contact_id, n, last_at,
-                     EXTRACT(EPOCH FROM (last_at - first_at)) / 86400.0 / (n - 1) AS gap_days,
-                     EXTRACT(EPOCH FROM (%s - last_at)) / 86400.0 AS silent_days
-                FROM analytics_contact_summary
-               WHERE tenant_id = %s AND n >= 3
-                 AND %s - last_at > GREATEST(2 * (last_at - first_at) / (n - 1), interval '7 days')
-                 AND contact_id IN ({contact_sql})
-               ORDER BY (EXTRACT(EPOCH FROM (%s - last_at)) + 1)
-                        / (EXTRACT(EPOCH FROM (last_at - first_at)) / (n - 1) + 1) DESC, contact_id
-               LIMIT %s"""  # noqa: S608 - contact_sql is Django-compiled, values are parameters
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [now, membership.tenant_id, now, *contact_params, now, limit])
-        return cursor.fetchall()
 
 
 # --- Per contact / account -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import generate
@@ -395,13 +395,15 @@ def analytics_pages(report: Report, client, tid: int) -> None:
     from django.test import Client
 
     print("analytics (issue 9):", flush=True)
-    report.add("analytics", "dashboard 90 days, admin", time_request(client, "/analytics/?range=90"))
+    # The generated data ends before today: look at the last 90 days that hold data.
+    last = scalar("SELECT max(occurred_at)::date FROM crm_activities WHERE tenant_id = %s", [tid])
+    first = last - timedelta(days=89)
+    url = f"/analytics/?range=custom&start={first}&end={last}"
+    report.add("analytics", "dashboard 90 days, admin", time_request(client, url))
     manager = get_user_model().objects.get(email="manager@bench0.test")
     manager_client = Client()
     manager_client.force_login(manager)
-    report.add(
-        "analytics", "dashboard 90 days, manager", time_request(manager_client, "/analytics/?range=90")
-    )
+    report.add("analytics", "dashboard 90 days, manager", time_request(manager_client, url))
     heaviest = scalar(
         "SELECT contact_id FROM crm_activities WHERE tenant_id = %s AND contact_id IS NOT NULL "
         "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",

@@ -261,6 +261,21 @@ def test_going_quiet_against_own_rhythm(tenant, team, admin):
     assert rows[0].silent_days == pytest.approx(20.0)
 
 
+def test_going_quiet_lists_only_contacts_the_viewer_may_see(tenant, team, other_team, make_member):
+    manager = make_member(tenant, Role.MANAGER, teams=[team], email=True)
+    now = at(DAY + timedelta(60))
+    mine = ContactFactory(tenant=tenant, team=team, name="Mine")
+    owned = ContactFactory(tenant=tenant, team=other_team, owner=manager.user, name="Owned")
+    hidden = ContactFactory(tenant=tenant, team=other_team, name="Hidden")
+    for contact in (mine, owned, hidden):
+        for i in range(4):
+            ActivityFactory(
+                tenant=tenant, team=team, contact=contact, occurred_at=now - timedelta(days=30 + i)
+            )
+    names = {q.contact.name for q in analytics.going_quiet(membership=manager, now=now)}
+    assert names == {"Mine", "Owned"}
+
+
 # --- Visibility -------------------------------------------------------------------------------------------
 
 
