@@ -153,7 +153,7 @@ def _bucket_start(day: date, bucket: str) -> date:
 def volume(*, membership: Membership, period: Period, team_id: int | None = None) -> VolumeSeries:
     scope = Scope.build(membership, team_id=team_id)
     rows = _rows(
-        f"""SELECT day, type, direction, sum(n) FROM analytics_daily
+        f"""SELECT day, type, direction, sum(n) FROM analytics_daily_all
              WHERE {scope.sql} AND day BETWEEN %(start)s AND %(end)s AND type = ANY(%(types)s)
              GROUP BY 1, 2, 3""",  # noqa: S608 - scope.sql is built from constants, values are parameters
         {**scope.params, "start": period.start, "end": period.end, "types": [str(t) for t in CHANNEL_TYPES]},
@@ -329,7 +329,7 @@ def _counts_by(
         f"""SELECT {column},
                    sum(n) FILTER (WHERE source = 'interaction' AND type = ANY(%(interaction_types)s)),
                    sum(n) FILTER (WHERE source = 'manual')
-              FROM analytics_daily
+              FROM analytics_daily_all
              WHERE {scope.sql} AND day BETWEEN %(start)s AND %(end)s
              GROUP BY 1""",  # noqa: S608 - column is one of two constants
         {
@@ -416,9 +416,9 @@ def _ranked(membership, period, team_id, column: str, descending: bool, limit: i
     scope = Scope.build(membership, team_id=team_id)
     order = "DESC" if descending else "ASC"
     return _rows(
-        f"""SELECT {column}, sum(n) AS total FROM analytics_contact_daily
+        f"""SELECT {column}, sum(n) AS total FROM analytics_contact_daily_all
              WHERE {scope.sql} AND day BETWEEN %(start)s AND %(end)s AND {column} <> 0
-             GROUP BY 1 ORDER BY total {order}, 1 LIMIT %(limit)s""",  # noqa: S608 - constants only
+             GROUP BY 1 HAVING sum(n) > 0 ORDER BY total {order}, 1 LIMIT %(limit)s""",  # noqa: S608 - constants only
         {**scope.params, "start": period.start, "end": period.end, "limit": limit},
     )
 
@@ -467,7 +467,7 @@ def going_quiet(
         f"""SELECT s.contact_id, s.n, s.last_at,
                    EXTRACT(EPOCH FROM (s.last_at - s.first_at)) / 86400.0 / (s.n - 1) AS gap_days,
                    EXTRACT(EPOCH FROM (%(now)s - s.last_at)) / 86400.0 AS silent_days
-              FROM analytics_contact_summary s
+              FROM analytics_contact_summary_all s
              WHERE s.tenant_id = %(tenant)s AND s.n >= 3
                AND %(now)s - s.last_at > GREATEST(2 * (s.last_at - s.first_at) / (s.n - 1), interval '7 days')
                {visible}
@@ -549,7 +549,7 @@ def entity_metrics(
     weeks_back = 26
     first_week = _bucket_start(today - timedelta(weeks=weeks_back - 1), "week")
     rows = _rows(
-        f"""SELECT day, type, sum(n) FROM analytics_contact_daily
+        f"""SELECT day, type, sum(n) FROM analytics_contact_daily_all
              WHERE {scope.sql} AND {where} AND day >= %(since)s
              GROUP BY 1, 2""",  # noqa: S608 - constants only
         {**scope.params, **params, "since": min(first_week, period.start)},

@@ -6,6 +6,12 @@ path: services, bulk loads, admin, raw SQL) adjusts the aggregates in the same t
 always agree with the raw rows. A row counts while it is in ``activity_feed`` (activities not deleted;
 closed interactions that did not log an activity of their own). Days are UTC days.
 
+Writes only append to ``*_delta`` tables (buffered increments, like Sentry's counters): upserting the
+same aggregate row over and over inside one import transaction grows a chain of row versions and made
+every activity insert four times slower. Readers use the ``*_all`` views (base + pending deltas), so
+figures are exact at every instant; ``analytics_fold()`` (Celery beat, every minute) moves the deltas into
+the base tables.
+
 Tables (all keyed tenant-first; 0 stands for "none" in team/agent/contact/account columns):
 - analytics_daily: counts per (day, team, agent, type, source, direction): volume, channel mix, teams.
 - analytics_contact_daily: counts per (contact, day, account, team, agent, type): engagement, per-contact.
@@ -63,6 +69,48 @@ CREATE TABLE IF NOT EXISTS analytics_interaction_response (
 CREATE INDEX IF NOT EXISTS analytics_interaction_response_day
     ON analytics_interaction_response (tenant_id, first_in) WHERE first_in IS NOT NULL;
 
+CREATE TABLE IF NOT EXISTS analytics_daily_delta (
+    tenant_id bigint NOT NULL, day date NOT NULL, team_id bigint NOT NULL, agent_id integer NOT NULL,
+    type varchar(20) NOT NULL, source varchar(16) NOT NULL, direction varchar(10) NOT NULL, n integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS analytics_daily_delta_day ON analytics_daily_delta (tenant_id, day);
+CREATE TABLE IF NOT EXISTS analytics_contact_daily_delta (
+    tenant_id bigint NOT NULL, contact_id bigint NOT NULL, day date NOT NULL, account_id bigint NOT NULL,
+    team_id bigint NOT NULL, agent_id integer NOT NULL, type varchar(20) NOT NULL, n integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS analytics_contact_daily_delta_contact ON analytics_contact_daily_delta (tenant_id, contact_id);
+CREATE INDEX IF NOT EXISTS analytics_contact_daily_delta_day ON analytics_contact_daily_delta (tenant_id, day);
+CREATE TABLE IF NOT EXISTS analytics_contact_summary_delta (
+    tenant_id bigint NOT NULL, contact_id bigint NOT NULL, n integer NOT NULL,
+    first_at timestamptz NOT NULL, last_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS analytics_contact_summary_delta_contact ON analytics_contact_summary_delta (tenant_id, contact_id);
+
+CREATE OR REPLACE VIEW analytics_daily_all AS
+SELECT tenant_id, day, team_id, agent_id, type, source, direction, n FROM analytics_daily
+UNION ALL
+SELECT tenant_id, day, team_id, agent_id, type, source, direction, n FROM analytics_daily_delta;
+
+CREATE OR REPLACE VIEW analytics_contact_daily_all AS
+SELECT tenant_id, contact_id, day, account_id, team_id, agent_id, type, n FROM analytics_contact_daily
+UNION ALL
+SELECT tenant_id, contact_id, day, account_id, team_id, agent_id, type, n FROM analytics_contact_daily_delta;
+
+CREATE OR REPLACE VIEW analytics_contact_summary_all AS
+WITH pending AS (
+    SELECT tenant_id, contact_id, sum(n)::integer AS n, min(first_at) AS first_at, max(last_at) AS last_at
+      FROM analytics_contact_summary_delta GROUP BY 1, 2
+)
+SELECT s.tenant_id, s.contact_id, s.n + COALESCE(p.n, 0) AS n,
+       LEAST(s.first_at, p.first_at) AS first_at, GREATEST(s.last_at, p.last_at) AS last_at
+  FROM analytics_contact_summary s
+  LEFT JOIN pending p ON p.tenant_id = s.tenant_id AND p.contact_id = s.contact_id
+UNION ALL
+SELECT p.tenant_id, p.contact_id, p.n, p.first_at, p.last_at
+  FROM pending p
+ WHERE NOT EXISTS (SELECT 1 FROM analytics_contact_summary s
+                    WHERE s.tenant_id = p.tenant_id AND s.contact_id = p.contact_id);
+
 -- Adjust the aggregates for one feed row by delta (+1 when it enters the feed, -1 when it leaves).
 CREATE OR REPLACE FUNCTION analytics_apply(
     p_tenant bigint, p_at timestamptz, p_team bigint, p_agent integer, p_contact bigint, p_account bigint,
@@ -71,32 +119,18 @@ CREATE OR REPLACE FUNCTION analytics_apply(
 DECLARE
     v_day date := (p_at AT TIME ZONE 'UTC')::date;
 BEGIN
-    INSERT INTO analytics_daily AS d (tenant_id, day, team_id, agent_id, type, source, direction, n)
-    VALUES (p_tenant, v_day, COALESCE(p_team, 0), COALESCE(p_agent, 0), p_type, p_source, p_direction, p_delta)
-    ON CONFLICT (tenant_id, day, team_id, agent_id, type, source, direction) DO UPDATE SET n = d.n + EXCLUDED.n;
-    DELETE FROM analytics_daily
-     WHERE tenant_id = p_tenant AND day = v_day AND team_id = COALESCE(p_team, 0)
-       AND agent_id = COALESCE(p_agent, 0) AND type = p_type AND source = p_source AND direction = p_direction
-       AND n <= 0;
-
+    INSERT INTO analytics_daily_delta (tenant_id, day, team_id, agent_id, type, source, direction, n)
+    VALUES (p_tenant, v_day, COALESCE(p_team, 0), COALESCE(p_agent, 0), p_type, p_source, p_direction, p_delta);
     IF p_contact IS NULL THEN
         RETURN;
     END IF;
-    INSERT INTO analytics_contact_daily AS c (tenant_id, contact_id, day, account_id, team_id, agent_id, type, n)
-    VALUES (p_tenant, p_contact, v_day, COALESCE(p_account, 0), COALESCE(p_team, 0), COALESCE(p_agent, 0), p_type, p_delta)
-    ON CONFLICT (tenant_id, contact_id, day, account_id, team_id, agent_id, type) DO UPDATE SET n = c.n + EXCLUDED.n;
-    DELETE FROM analytics_contact_daily
-     WHERE tenant_id = p_tenant AND contact_id = p_contact AND day = v_day AND account_id = COALESCE(p_account, 0)
-       AND team_id = COALESCE(p_team, 0) AND agent_id = COALESCE(p_agent, 0) AND type = p_type AND n <= 0;
-
+    INSERT INTO analytics_contact_daily_delta (tenant_id, contact_id, day, account_id, team_id, agent_id, type, n)
+    VALUES (p_tenant, p_contact, v_day, COALESCE(p_account, 0), COALESCE(p_team, 0), COALESCE(p_agent, 0), p_type, p_delta);
     -- Inserts extend the summary incrementally (the ingestion fast path); updates and deletes recount
     -- the affected contacts exactly afterwards (analytics_recount_contact), so nothing is counted twice.
     IF p_delta > 0 AND p_summary THEN
-        INSERT INTO analytics_contact_summary AS s (tenant_id, contact_id, n, first_at, last_at)
-        VALUES (p_tenant, p_contact, p_delta, p_at, p_at)
-        ON CONFLICT (tenant_id, contact_id) DO UPDATE
-           SET n = s.n + EXCLUDED.n, first_at = LEAST(s.first_at, EXCLUDED.first_at),
-               last_at = GREATEST(s.last_at, EXCLUDED.last_at);
+        INSERT INTO analytics_contact_summary_delta (tenant_id, contact_id, n, first_at, last_at)
+        VALUES (p_tenant, p_contact, p_delta, p_at, p_at);
     END IF;
 END;
 $$;
@@ -107,12 +141,38 @@ BEGIN
     IF p_contact IS NULL THEN
         RETURN;
     END IF;
+    -- Shared with other writers, exclusive with analytics_fold(): a fold never adds deltas onto a row
+    -- that a recount has just replaced.
+    PERFORM pg_advisory_xact_lock_shared(hashtext('analytics_fold'));
     DELETE FROM analytics_contact_summary WHERE tenant_id = p_tenant AND contact_id = p_contact;
+    DELETE FROM analytics_contact_summary_delta WHERE tenant_id = p_tenant AND contact_id = p_contact;
     INSERT INTO analytics_contact_summary (tenant_id, contact_id, n, first_at, last_at)
     SELECT p_tenant, p_contact, count(*), min(f.occurred_at), max(f.occurred_at)
       FROM activity_feed f
      WHERE f.tenant_id = p_tenant AND f.contact_id = p_contact
     HAVING count(*) > 0;
+END;
+$$;
+
+-- Move pending deltas into the base tables (exactly once each; deltas of transactions still running
+-- stay for the next fold).
+CREATE OR REPLACE FUNCTION analytics_fold() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('analytics_fold'));
+    WITH moved AS (DELETE FROM analytics_daily_delta RETURNING *)
+    INSERT INTO analytics_daily AS d (tenant_id, day, team_id, agent_id, type, source, direction, n)
+    SELECT tenant_id, day, team_id, agent_id, type, source, direction, sum(n) FROM moved GROUP BY 1, 2, 3, 4, 5, 6, 7
+    ON CONFLICT (tenant_id, day, team_id, agent_id, type, source, direction) DO UPDATE SET n = d.n + EXCLUDED.n;
+    WITH moved AS (DELETE FROM analytics_contact_daily_delta RETURNING *)
+    INSERT INTO analytics_contact_daily AS c (tenant_id, contact_id, day, account_id, team_id, agent_id, type, n)
+    SELECT tenant_id, contact_id, day, account_id, team_id, agent_id, type, sum(n) FROM moved GROUP BY 1, 2, 3, 4, 5, 6, 7
+    ON CONFLICT (tenant_id, contact_id, day, account_id, team_id, agent_id, type) DO UPDATE SET n = c.n + EXCLUDED.n;
+    WITH moved AS (DELETE FROM analytics_contact_summary_delta RETURNING *)
+    INSERT INTO analytics_contact_summary AS s (tenant_id, contact_id, n, first_at, last_at)
+    SELECT tenant_id, contact_id, sum(n), min(first_at), max(last_at) FROM moved GROUP BY 1, 2
+    ON CONFLICT (tenant_id, contact_id) DO UPDATE
+       SET n = s.n + EXCLUDED.n, first_at = LEAST(s.first_at, EXCLUDED.first_at),
+           last_at = GREATEST(s.last_at, EXCLUDED.last_at);
 END;
 $$;
 
@@ -245,7 +305,8 @@ $$;
 -- Rebuild every aggregate from the raw rows (after a bulk load with triggers disabled).
 CREATE OR REPLACE FUNCTION analytics_rebuild() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    TRUNCATE analytics_daily, analytics_contact_daily, analytics_contact_summary, analytics_interaction_response;
+    TRUNCATE analytics_daily, analytics_contact_daily, analytics_contact_summary, analytics_interaction_response,
+             analytics_daily_delta, analytics_contact_daily_delta, analytics_contact_summary_delta;
     INSERT INTO analytics_daily (tenant_id, day, team_id, agent_id, type, source, direction, n)
     SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, COALESCE(team_id, 0), COALESCE(agent_id, 0),
            type, source, direction, count(*)
@@ -303,6 +364,9 @@ DROP FUNCTION IF EXISTS analytics_activity_trigger();
 DROP FUNCTION IF EXISTS analytics_apply(bigint, timestamptz, bigint, integer, bigint, bigint, varchar, varchar,
                                         varchar, integer, boolean);
 DROP FUNCTION IF EXISTS analytics_recount_contact(bigint, bigint);
+DROP FUNCTION IF EXISTS analytics_fold();
+DROP VIEW IF EXISTS analytics_daily_all, analytics_contact_daily_all, analytics_contact_summary_all;
+DROP TABLE IF EXISTS analytics_daily_delta, analytics_contact_daily_delta, analytics_contact_summary_delta;
 DROP TABLE IF EXISTS analytics_interaction_response, analytics_contact_summary, analytics_contact_daily,
                      analytics_daily;
 """

@@ -28,6 +28,16 @@ EXTRA_TABLES = [
     "analytics_contact_daily",
     "analytics_contact_summary",
     "analytics_interaction_response",
+    "analytics_daily_delta",
+    "analytics_contact_daily_delta",
+    "analytics_contact_summary_delta",
+]
+# Views that must read their tables with the querying role's rights.
+INVOKER_VIEWS = [
+    "activity_feed",
+    "analytics_daily_all",
+    "analytics_contact_daily_all",
+    "analytics_contact_summary_all",
 ]
 
 FUNCTIONS = r"""
@@ -64,8 +74,12 @@ def install(using: str = "default") -> list[str]:
             cursor.execute(f'ALTER TABLE "{table}" FORCE ROW LEVEL SECURITY')
             cursor.execute(f'DROP POLICY IF EXISTS {POLICY} ON "{table}"')
             cursor.execute(f'CREATE POLICY {POLICY} ON "{table}" USING ({rule}) WITH CHECK ({rule})')
-        # The feed view reads its tables with the querying role's rights, so their policies apply.
-        cursor.execute("ALTER VIEW activity_feed SET (security_invoker = true)")
+        # The views read their tables with the querying role's rights, so the tables' policies apply.
+        cursor.execute("SELECT viewname FROM pg_views WHERE schemaname = current_schema()")
+        existing_views = {row[0] for row in cursor.fetchall()}
+        for view in INVOKER_VIEWS:
+            if view in existing_views:
+                cursor.execute(f'ALTER VIEW "{view}" SET (security_invoker = true)')
     return tables
 
 

@@ -163,6 +163,11 @@ CELERY_BEAT_SCHEDULE["emailsync-dispatch-due-mailboxes"] = {
     "task": "emailsync.tasks.dispatch_due_mailboxes",
     "schedule": 30.0,
 }
+# activities: fold buffered analytics increments into the daily aggregates.
+CELERY_BEAT_SCHEDULE["activities-analytics-fold"] = {
+    "task": "activities.tasks.analytics_fold",
+    "schedule": 60.0,
+}
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -152,5 +152,5 @@ def test_analytics_triggers_work_under_the_application_role(tenant):
                VALUES (%s, %s, 'call', 'manual', 'inbound', 's', '', '', '{}', false, now(), now(), now())""",
             [tenant.pk, contact.pk],
         )
-        cursor.execute("SELECT sum(n) FROM analytics_daily")
+        cursor.execute("SELECT sum(n) FROM analytics_daily_all")
         assert cursor.fetchone()[0] == 1
