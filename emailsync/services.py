@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from activities.models import ActivitySource, ActivityType, Direction
-from activities.services import activity_log
+from activities.services import activity_log, activity_log_many
 from crm.crypto import SecretError
 from crm.models import Contact, Membership, Team, Tenant
 
@@ -531,8 +531,7 @@ def _log_activities(ctx: _Context, folder: str, emails: list[tuple[int, parsing.
     ):
         for addr in contact.emails:
             by_address.setdefault(addr.lower(), contact)
-    created = 0
-    stub = IncomingEmail(tenant=mailbox.tenant)
+    entries = []
     for email_id, p, outbound, candidates, received in plans:
         contact = next((by_address[a] for a in candidates if a in by_address), None)
         if contact is None and mailbox.create_contacts and not outbound:
@@ -546,23 +545,24 @@ def _log_activities(ctx: _Context, folder: str, emails: list[tuple[int, parsing.
             by_address[p.sender] = contact
         if contact is None:
             continue
-        stub.pk = email_id
-        _, was_created = activity_log(
-            tenant=mailbox.tenant,
-            type=ActivityType.EMAIL,
-            source=ActivitySource.INTERACTION,
-            direction=Direction.OUTBOUND if outbound else Direction.INBOUND,
-            agent=mailbox.owner,
-            team=ctx.team,
-            contact=contact,
-            summary=p.subject or "(no subject)",
-            first_message=p.snippet,
-            source_object=stub,
-            dedup_key=f"email:{email_id}",
-            occurred_at=received,
+        entries.append(
+            {
+                "type": ActivityType.EMAIL,
+                "source": ActivitySource.INTERACTION,
+                "direction": Direction.OUTBOUND if outbound else Direction.INBOUND,
+                "agent": mailbox.owner,
+                "team": ctx.team,
+                "contact": contact,
+                "summary": p.subject or "(no subject)",
+                "first_message": p.snippet,
+                "source_object": IncomingEmail(pk=email_id, tenant=mailbox.tenant),
+                "dedup_key": f"email:{email_id}",
+                "occurred_at": received,
+            }
         )
-        created += int(was_created)
-    return created
+    # One INSERT for the batch, through the same service (dedup key: a re-sync never duplicates or
+    # resurrects a deleted activity).
+    return activity_log_many(tenant=mailbox.tenant, entries=entries)
 
 
 # --- Outgoing mail ---------------------------------------------------------------------------------
