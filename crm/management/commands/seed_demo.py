@@ -101,9 +101,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"{name}: already loaded, nothing added.")
                 continue
             with transaction.atomic():
-                counts = DemoBuilder(name, domain, random.Random(tenant_seed), scale).build()
+                builder = DemoBuilder(name, domain, random.Random(tenant_seed), scale)
+                counts = builder.build()
+            summary = ", ".join(f"{v} {k}" for k, v in counts.items())
             self.stdout.write(
-                self.style.SUCCESS(f"{name}: loaded " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+                self.style.SUCCESS(f"{name}: loaded {summary}; website chat widget key {builder.widget_key}")
             )
         self.stdout.write(
             "Logins (password 'demo'): admin@acme.test (admin), manager@acme.test (manager), "
@@ -444,7 +446,7 @@ class DemoBuilder:
             queue=queue,
             allowed_origins=["http://127.0.0.1:8000", "http://localhost:8000"],
         )
-        self.counts["widget"] = widget.public_key
+        self.widget_key = widget.public_key
 
     def _emails(self, users, agents, team_of, contacts):
         rng = self.rng
