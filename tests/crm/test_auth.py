@@ -120,3 +120,20 @@ def test_home_shows_only_the_agents_teams(client, client_for, tenant, team, othe
     page = client_for(agent).get("/").content.decode()
     assert "my-team-row" in page and "my-own-row" in page
     assert "other-team-row" not in page
+
+
+def test_repeated_wrong_passwords_lock_the_login_out(client, admin_member, settings):
+    """Password guessing is throttled per login and address (issue 8); a correct password does not help
+    while locked, and another login is unaffected."""
+    email = admin_member.user.email
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = client.post("/login/", {"username": email, "password": "wrong-guess"})
+        assert response.status_code == 200
+    # the last allowed failure locks the pair out, and then even the right password is refused
+    assert client.post("/login/", {"username": email, "password": "wrong-guess"}).status_code == 429
+    locked = client.post("/login/", {"username": email, "password": PASSWORD})
+    assert locked.status_code == 429
+    assert "Too many failed logins" in locked.content.decode()
+    assert "_auth_user_id" not in client.session
+    other = MembershipFactory(tenant=admin_member.tenant, role=Role.AGENT)
+    assert client.post("/login/", {"username": other.user.email, "password": PASSWORD}).status_code == 302
