@@ -146,11 +146,15 @@ def tenant_session(*, tenant_id: int | None, user_id: int | None = None, using: 
 
 @contextmanager
 def bypass(using: str = "default"):
-    """Deliberately cross-tenant work (beat fan-out, platform superuser): say so where it is used."""
+    """Deliberately cross-tenant work (beat fan-out, platform superuser): say so where it is used.
+    Restores the connection's previous setting afterwards (off: the connection-level bypass stays)."""
     with connections[using].cursor() as cursor:
-        cursor.execute("SELECT set_config('app.rls_bypass', 'on', false)")
+        cursor.execute(
+            "SELECT current_setting('app.rls_bypass', true), set_config('app.rls_bypass', 'on', false)"
+        )
+        previous = cursor.fetchone()[0] or ""
     try:
         yield
     finally:
         with connections[using].cursor() as cursor:
-            cursor.execute("RESET app.rls_bypass")
+            cursor.execute("SELECT set_config('app.rls_bypass', %s, false)", [previous])

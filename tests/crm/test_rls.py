@@ -154,3 +154,19 @@ def test_analytics_triggers_work_under_the_application_role(tenant):
         )
         cursor.execute("SELECT sum(n) FROM analytics_daily_all")
         assert cursor.fetchone()[0] == 1
+
+
+def test_bypass_restores_the_previous_setting():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('app.rls_bypass', 'on', false)")
+        with rls.bypass():
+            pass
+        cursor.execute("SELECT current_setting('app.rls_bypass', true)")
+        assert cursor.fetchone()[0] == "on"  # the connection-level bypass survives
+        cursor.execute("SELECT set_config('app.rls_bypass', '', false)")
+        with rls.bypass():
+            cursor.execute("SELECT current_setting('app.rls_bypass', true)")
+            assert cursor.fetchone()[0] == "on"
+        cursor.execute("SELECT current_setting('app.rls_bypass', true)")
+        assert cursor.fetchone()[0] == ""
+        cursor.execute("SELECT set_config('app.rls_bypass', 'on', false)")
