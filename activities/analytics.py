@@ -102,16 +102,15 @@ class Scope:
     params: dict
 
     @classmethod
-    def build(cls, membership: Membership, *, team_id: int | None = None, alias: str = "") -> Scope:
-        p = f"{alias}." if alias else ""
-        parts = [f"{p}tenant_id = %(tenant)s"]
+    def build(cls, membership: Membership, *, team_id: int | None = None) -> Scope:
+        parts = ["tenant_id = %(tenant)s"]
         params: dict = {"tenant": membership.tenant_id}
         if not visibility.sees_whole_tenant(membership):
-            parts.append(f"({p}team_id = ANY(%(teams)s) OR {p}agent_id = %(me)s)")
+            parts.append("(team_id = ANY(%(teams)s) OR agent_id = %(me)s)")
             params["teams"] = visibility.team_ids(membership)
             params["me"] = membership.user_id
         if team_id is not None:
-            parts.append(f"{p}team_id = %(team)s")
+            parts.append("team_id = %(team)s")
             params["team"] = team_id
         return cls(" AND ".join(parts), params)
 
@@ -342,20 +341,25 @@ def _counts_by(
     return {key: (int(h or 0), int(m or 0)) for key, h, m in rows}
 
 
+def response_samples(*, membership: Membership, period: Period, team_id: int | None = None) -> list[Sample]:
+    """Interaction and email response-time samples of the period."""
+    return interaction_samples(membership=membership, period=period, team_id=team_id) + email_samples(
+        membership=membership, period=period, team_id=team_id
+    )
+
+
 def performance(
-    *, membership: Membership, period: Period, team_id: int | None = None
+    *, membership: Membership, period: Period, team_id: int | None = None, samples: list[Sample] | None = None
 ) -> tuple[list[PerformanceRow], list[PerformanceRow]]:
     """Rows per team and per agent: interactions handled, activities logged, median response time, and
-    the same for the previous period of equal length."""
+    the same for the previous period of equal length. ``samples``: the period's response samples when the
+    caller already has them (the dashboard does), so they are not computed twice."""
     from django.contrib.auth import get_user_model
 
     prev = period.previous
-    samples = interaction_samples(membership=membership, period=period, team_id=team_id) + email_samples(
-        membership=membership, period=period, team_id=team_id
-    )
-    prev_samples = interaction_samples(membership=membership, period=prev, team_id=team_id) + email_samples(
-        membership=membership, period=prev, team_id=team_id
-    )
+    if samples is None:
+        samples = response_samples(membership=membership, period=period, team_id=team_id)
+    prev_samples = response_samples(membership=membership, period=prev, team_id=team_id)
     tables = []
     for column, key in (("team_id", lambda s: s.team_id), ("agent_id", lambda s: s.agent_id)):
         now = _counts_by(membership, period, team_id, column)

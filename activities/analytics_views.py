@@ -36,14 +36,14 @@ def _dashboard_context(request):
     membership = request.membership
     series = analytics.volume(membership=membership, period=period, team_id=team_id)
     mix = analytics.channel_mix(series)
-    samples = analytics.interaction_samples(
-        membership=membership, period=period, team_id=team_id
-    ) + analytics.email_samples(membership=membership, period=period, team_id=team_id)
+    samples = analytics.response_samples(membership=membership, period=period, team_id=team_id)
     type_names = dict(ActivityType.choices)
     by_channel = {
         type_names.get(k, k): v for k, v in analytics.grouped_stats(samples, lambda s: s.channel).items()
     }
-    team_rows, agent_rows = analytics.performance(membership=membership, period=period, team_id=team_id)
+    team_rows, agent_rows = analytics.performance(
+        membership=membership, period=period, team_id=team_id, samples=samples
+    )
     team_names = {t.pk: t.name for t in teams}
     by_team = {
         team_names.get(k, "No team"): v
