@@ -12,10 +12,11 @@ from django.db import IntegrityError, transaction
 from django.http import Http404, HttpResponseRedirect, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from crm import visibility
+from crm import rls, visibility
 from crm.models import Team
 
 from . import export as csv_export
@@ -140,11 +141,25 @@ def export_csv(request):
     if filtered.empty:
         chunks = iter([",".join(csv_export.EXPORT_HEADER) + "\r\n"])
     else:
-        chunks = csv_export.csv_rows(filtered.queryset, membership=membership, descending=query.descending)
+        chunks = _in_own_transaction(
+            csv_export.csv_rows(filtered.queryset, membership=membership, descending=query.descending),
+            membership=membership,
+        )
     response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="activities.csv"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _in_own_transaction(chunks, *, membership):
+    """The rows are read while the response streams, after the request's transaction (and its time zone)
+    ended: read them in a transaction of the export's own, for the same tenant and user, in the same zone."""
+    zone = timezone.get_current_timezone()
+    with (
+        rls.tenant_transaction(tenant_id=membership.tenant_id, user_id=membership.user_id),
+        timezone.override(zone),
+    ):
+        yield from chunks
 
 
 # --- saved views -----------------------------------------------------------------------------------

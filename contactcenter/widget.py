@@ -27,6 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from activities.models import Direction
+from crm import rls
 
 from . import services
 from .models import InteractionMessage, InteractionStatus, MessageKind, WidgetConfig
@@ -82,11 +83,15 @@ def _cors(response, origin: str | None):
 
 def _widget(public_key: str) -> WidgetConfig | None:
     # Deliberately cross-tenant lookup: the public key is what names the tenant of a visitor's call.
-    return (
-        WidgetConfig.objects.select_related("tenant", "queue", "queue__team")
-        .filter(public_key=public_key, enabled=True, tenant__is_active=True)
-        .first()
-    )
+    with rls.bypass():
+        widget = (
+            WidgetConfig.objects.select_related("tenant", "queue", "queue__team")
+            .filter(public_key=public_key, enabled=True, tenant__is_active=True)
+            .first()
+        )
+    if widget is not None:
+        rls.set_tenant(widget.tenant_id)  # the visitor's request acts for the widget's tenant only
+    return widget
 
 
 def widget_endpoint(methods: tuple[str, ...], *, limit: str = "visitor"):

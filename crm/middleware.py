@@ -1,8 +1,10 @@
 import zoneinfo
 
+from django.db import transaction
 from django.shortcuts import render
 from django.utils import timezone
 
+from . import rls
 from .logcontext import tenant_id_var, user_id_var
 from .models import Membership
 
@@ -35,7 +37,17 @@ class TenantMiddleware:
         request.tenant = None
         request.membership = None
         user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
+        if user is None or not user.is_authenticated:
+            # Anonymous: the login page, the widget and the keyed APIs. No tenant until a key names one
+            # (rls.set_tenant there); until then the application role sees no tenant rows.
+            with rls.tenant_transaction():
+                return self._respond(request)
+        wanted = request.session.get(SESSION_KEY)
+        # The platform superuser's deliberately cross-tenant door is Django admin, nothing else.
+        platform = user.is_superuser and request.path.startswith("/admin/")
+        # The session's active tenant is set up front (the usual case: no second query); memberships are
+        # visible by user id whatever the tenant.
+        with rls.tenant_transaction(tenant_id=wanted, user_id=user.pk, bypass=platform):
             memberships = list(
                 Membership.objects.active()
                 .filter(user=user)
@@ -43,22 +55,33 @@ class TenantMiddleware:
                 .order_by("tenant__name")
             )
             request.memberships = memberships
-            wanted = request.session.get(SESSION_KEY)
             chosen = next((m for m in memberships if m.tenant_id == wanted), None) or (
                 memberships[0] if memberships else None
             )
             user_id_var.set(user.pk)
             if chosen is not None:
+                if chosen.tenant_id != wanted:
+                    rls.set_tenant(chosen.tenant_id)
+                    request.session[SESSION_KEY] = chosen.tenant_id
                 tenant_id_var.set(chosen.tenant_id)
                 _activate_time_zone(chosen.time_zone)
                 request.membership = chosen
                 request.tenant = chosen.tenant
-                if wanted != chosen.tenant_id:
-                    request.session[SESSION_KEY] = chosen.tenant_id
-            elif not user.is_superuser and not request.path.startswith(EXEMPT_PREFIXES):
-                return render(request, "no_membership.html", status=403)
+            else:
+                if wanted is not None:
+                    rls.set_tenant(None)
+                if not user.is_superuser and not request.path.startswith(EXEMPT_PREFIXES):
+                    return render(request, "no_membership.html", status=403)
+            return self._respond(request)
+
+    def _respond(self, request):
         try:
-            return self.get_response(request)
+            response = self.get_response(request)
+            if response.status_code >= 500:
+                # The view failed after the handler turned its exception into a response: keep nothing
+                # it wrote (what ATOMIC_REQUESTS would do; the request's transaction is ours).
+                transaction.set_rollback(True)
+            return response
         finally:
             timezone.deactivate()
 

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from . import rls
 from .logcontext import ContextFilter, request_id_var, task_id_var, tenant_id_var, user_id_var
 
 __all__ = ["ContextFilter", "request_id_var", "tenant_id_var", "user_id_var", "task_id_var"]
@@ -97,13 +98,12 @@ class MailboxCollector:
         )
         errors = GaugeMetricFamily("crm_mailbox_failures", "Consecutive sync failures summed over mailboxes.")
         try:
-            rows = Mailbox.objects.values_list(
-                "status", "last_sync_at", "failure_count"
-            )  # cross-tenant: metrics
+            with rls.bypass():  # deliberately cross-tenant: platform metrics, aggregated
+                rows = list(Mailbox.objects.values_list("status", "last_sync_at", "failure_count"))
             counts: dict[str, int] = {}
             oldest = None
             failures = 0
-            for status, last_sync, failure_count in rows.iterator():
+            for status, last_sync, failure_count in rows:
                 counts[status] = counts.get(status, 0) + 1
                 failures += failure_count
                 if status == "active" and last_sync is not None and (oldest is None or last_sync < oldest):

@@ -13,7 +13,9 @@ connections act as when RLS enforcement is on (see README: DATABASE_RLS_ROLE).
 """
 
 import logging
+import re
 from contextlib import contextmanager
+from functools import wraps
 
 from django.apps import apps
 from django.db import DatabaseError, connections, transaction
@@ -83,10 +85,15 @@ def install(using: str = "default") -> list[str]:
     return tables
 
 
-def ensure_app_role(using: str = "default", role: str = APP_ROLE) -> bool:
-    """Create the restricted role and grant it DML on the schema; the connecting user may SET ROLE to it.
+def ensure_app_role(using: str = "default", role: str | None = None) -> bool:
+    """Create the restricted role and grant it DML on the schema; the connecting user (the owner, who runs
+    migrations) may act as it. With DATABASE_APP_PASSWORD the role may also log in, for deployments whose
+    web and workers connect as it. Needs CREATEROLE; returns False, with a warning, without."""
+    from django.conf import settings
 
-    Needs CREATEROLE (CI's and docker compose's users have it); returns False, with a warning, without."""
+    role = role or settings.DATABASE_RLS_ROLE
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise ValueError(f"DATABASE_RLS_ROLE must be a plain lower-case identifier, not {role!r}")
     statements = [
         f"""DO $$ BEGIN
               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
@@ -96,12 +103,23 @@ def ensure_app_role(using: str = "default", role: str = APP_ROLE) -> bool:
         f"GRANT USAGE ON SCHEMA public TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
         f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {role}",
         f"GRANT {role} TO CURRENT_USER",
     ]
+    if settings.DATABASE_APP_PASSWORD:
+        # Passed through format('%L') so the password is quoted by PostgreSQL, never by string pasting.
+        statements.append(
+            f"DO $$ BEGIN EXECUTE format('ALTER ROLE {role} LOGIN PASSWORD %L', "
+            f"current_setting('app.new_password')); END $$"
+        )
     try:
         with connections[using].cursor() as cursor, transaction.atomic(using=using):
+            if settings.DATABASE_APP_PASSWORD:
+                cursor.execute(
+                    "SELECT set_config('app.new_password', %s, true)", [settings.DATABASE_APP_PASSWORD]
+                )
             for sql in statements:
                 cursor.execute(sql)
     except DatabaseError as exc:
@@ -118,8 +136,9 @@ def on_post_migrate(sender, using="default", **kwargs):
 
 
 def on_connection_created(sender, connection, **kwargs):
-    """Until every entry point sets its tenant (DATABASE_RLS_ENFORCE), connections carry the explicit
-    bypass, so a deployment whose user owns the tables without being a superuser keeps working."""
+    """With enforcement off (DATABASE_RLS_ENFORCE=0, an escape hatch, never the default) connections carry
+    the explicit bypass. With it on (the default) nothing is set here: a connection outside a request or
+    task scope has no tenant, so the application role sees no tenant rows at all."""
     from django.conf import settings
 
     if connection.vendor == "postgresql" and not settings.DATABASE_RLS_ENFORCE:
@@ -127,28 +146,124 @@ def on_connection_created(sender, connection, **kwargs):
             cursor.execute("SELECT set_config('app.rls_bypass', 'on', false)")
 
 
+def enforced() -> bool:
+    from django.conf import settings
+
+    return settings.DATABASE_RLS_ENFORCE
+
+
+def _role() -> str:
+    from django.conf import settings
+
+    return settings.DATABASE_RLS_ROLE
+
+
+_READ = (
+    "current_setting('role'), current_setting('app.tenant_id', true), current_setting('app.user_id', true),"
+    " current_setting('app.rls_bypass', true)"
+)
+_WRITE = (
+    "set_config('role', %s, {local}), set_config('app.tenant_id', %s, {local}),"
+    " set_config('app.user_id', %s, {local}), set_config('app.rls_bypass', %s, {local})"
+)
+
+
+def _values(tenant_id, user_id, bypass) -> list[str]:
+    return [_role(), str(tenant_id or ""), str(user_id or ""), "on" if bypass else ""]
+
+
+def _apply(cursor, values: list[str], *, local: bool, read_previous: bool) -> list[str] | None:
+    flag = "true" if local else "false"
+    sql = "SELECT " + (_READ + ", " if read_previous else "") + _WRITE.format(local=flag)
+    cursor.execute(sql, values)
+    return list(cursor.fetchone()[:4]) if read_previous else None
+
+
 @contextmanager
-def tenant_session(*, tenant_id: int | None, user_id: int | None = None, using: str = "default"):
-    """Run the block with the session's tenant (and user) set; always reset afterwards."""
+def tenant_transaction(
+    *, tenant_id: int | None = None, user_id: int | None = None, bypass: bool = False, using: str = "default"
+):
+    """One transaction acting as the application role with this tenant (and user) set, transaction-local:
+    the settings end with the transaction, so a pooled connection never carries them into the next one.
+
+    Every request runs in one (``crm.middleware.TenantMiddleware``), and so does a streamed export. When
+    nested (a test's transaction, an eager task inside a request) the previous settings are restored on the
+    way out; on an error the savepoint's rollback undoes them."""
     conn = connections[using]
+    if not enforced():
+        with transaction.atomic(using=using):
+            yield
+        return
+    nested = conn.in_atomic_block
+    with transaction.atomic(using=using):
+        with conn.cursor() as cursor:
+            previous = _apply(cursor, _values(tenant_id, user_id, bypass), local=True, read_previous=nested)
+        yield
+        if nested and not conn.needs_rollback:
+            with conn.cursor() as cursor:
+                _apply(cursor, previous, local=True, read_previous=False)
+
+
+def set_tenant(tenant_id: int | None, *, using: str = "default") -> None:
+    """Inside a tenant_transaction: switch its tenant (the request's tenant is known only after its
+    membership, API key, widget key or channel key is found). Ends with the transaction."""
+    conn = connections[using]
+    if not enforced():
+        return
+    if not conn.in_atomic_block:
+        raise RuntimeError("set_tenant() belongs inside rls.tenant_transaction()")
     with conn.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('app.tenant_id', %s, false), set_config('app.user_id', %s, false)",
-            [str(tenant_id or ""), str(user_id or "")],
-        )
+        cursor.execute("SELECT set_config('app.tenant_id', %s, true)", [str(tenant_id or "")])
+
+
+@contextmanager
+def tenant_session(
+    *, tenant_id: int | None = None, user_id: int | None = None, bypass: bool = False, using: str = "default"
+):
+    """A Celery task's scope: act as the application role with this tenant for the whole task.
+
+    A mail sync commits batch by batch (and its lease in transactions of their own), so outside a
+    transaction the settings are session-level for the task's duration and the previous ones (none) are
+    restored in ``finally``; a killed worker takes its connection with it. Inside a transaction (an eager
+    task run by a request or a test) this is a tenant_transaction."""
+    conn = connections[using]
+    if conn.in_atomic_block or not enforced():
+        with tenant_transaction(tenant_id=tenant_id, user_id=user_id, bypass=bypass, using=using):
+            yield
+        return
+    with conn.cursor() as cursor:
+        previous = _apply(cursor, _values(tenant_id, user_id, bypass), local=False, read_previous=True)
     try:
         yield
     finally:
-        if conn.connection is not None:
-            with conn.cursor() as cursor:
-                cursor.execute("RESET app.tenant_id; RESET app.user_id")
+        if conn.connection is not None and not conn.in_atomic_block:
+            try:
+                with conn.cursor() as cursor:
+                    _apply(cursor, previous, local=False, read_previous=False)
+            except DatabaseError:
+                # A connection that cannot be reset is not reused.
+                conn.close()
 
 
 @contextmanager
 def bypass(using: str = "default"):
-    """Deliberately cross-tenant work (beat fan-out, platform superuser): say so where it is used.
-    Restores the connection's previous setting afterwards (off: the connection-level bypass stays)."""
-    with connections[using].cursor() as cursor:
+    """Deliberately cross-tenant work (beat fan-out, the key lookups that name a caller's tenant, platform
+    superuser, operator commands): say so where it is used. Inside a transaction it is transaction-local
+    in a savepoint of its own (an error rolls it back with the savepoint); outside one it is set for the
+    session and the previous setting restored afterwards."""
+    conn = connections[using]
+    if conn.in_atomic_block:
+        with transaction.atomic(using=using):
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('app.rls_bypass', true), set_config('app.rls_bypass', 'on', true)"
+                )
+                previous = cursor.fetchone()[0] or ""
+            yield
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT set_config('app.rls_bypass', %s, true)", [previous])
+        return
+    with conn.cursor() as cursor:
         cursor.execute(
             "SELECT current_setting('app.rls_bypass', true), set_config('app.rls_bypass', 'on', false)"
         )
@@ -156,5 +271,26 @@ def bypass(using: str = "default"):
     try:
         yield
     finally:
-        with connections[using].cursor() as cursor:
-            cursor.execute("SELECT set_config('app.rls_bypass', %s, false)", [previous])
+        if conn.connection is not None and not conn.in_atomic_block:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT set_config('app.rls_bypass', %s, false)", [previous])
+
+
+def tenant_id_of(model, pk) -> int | None:
+    """The tenant of the row a task was given by id. Deliberately cross-tenant: the id is all a task
+    receives, and the tenant it finds is the only one the task then acts for."""
+    with bypass():
+        return model.objects.filter(pk=pk).values_list("tenant_id", flat=True).first()
+
+
+def operator_command(handle):
+    """Decorates a management command's ``handle``: an operator's command (seed, key rotation, setup,
+    a manual sync) is deliberately cross-tenant, and works the same when the connection's user is the
+    restricted role."""
+
+    @wraps(handle)
+    def wrapper(*args, **kwargs):
+        with bypass():
+            return handle(*args, **kwargs)
+
+    return wrapper

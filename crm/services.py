@@ -19,6 +19,8 @@ from django.utils import timezone
 from activities.models import Activity, ActivityType
 from activities.services import activity_log
 
+from . import rls
+
 from .models import (
     Account,
     ApiKey,
@@ -350,11 +352,13 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
     if not raw_key or not raw_key.startswith(API_KEY_PREFIX) or len(raw_key) > 200:
         return None
     digest = hash_api_key(raw_key)
-    key = ApiKey.objects.select_related("tenant").filter(key_hash=digest).first()
+    with rls.bypass():
+        key = ApiKey.objects.select_related("tenant").filter(key_hash=digest).first()
     if key is None or not hmac.compare_digest(key.key_hash, digest):
         return None
     if key.revoked_at is not None or not key.tenant.is_active:
         return None
+    rls.set_tenant(key.tenant_id)  # from here on the request acts for the key's tenant only
     return key
 
 

@@ -110,9 +110,14 @@ DATABASES["default"]["OPTIONS"].setdefault("options", "-c jit=off")
 # for one tenant on another (DESIGN.md).
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
 
-# Row-level security (crm/rls.py): policies are always installed; with this on, connections act as the
-# restricted role and see only the tenant their request or task sets. Off: connections carry the bypass.
-DATABASE_RLS_ENFORCE = env_bool("DATABASE_RLS_ENFORCE", default=False)
+# Row-level security (crm/rls.py): policies are always installed. Enforced (the default), every request
+# and task acts as the restricted role DATABASE_RLS_ROLE and sees only the tenant it sets; off is an
+# escape hatch only (connections then carry the explicit bypass).
+DATABASE_RLS_ENFORCE = env_bool("DATABASE_RLS_ENFORCE", default=True)
+DATABASE_RLS_ROLE = os.environ.get("DATABASE_RLS_ROLE", "crm_app")
+# When set, `migrate` (running as the owner) gives that role LOGIN with this password, so web and workers
+# can connect as it directly (docker compose does): then not even a raw connection can see another tenant.
+DATABASE_APP_PASSWORD = os.environ.get("DATABASE_APP_PASSWORD", "")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -7,7 +7,10 @@ import logging
 from celery import shared_task
 from django.db import connection
 
+from crm import rls
+
 from . import services
+from .models import Mailbox, OutgoingEmail
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,8 @@ def claim_due_mailboxes(limit: int = DISPATCH_LIMIT) -> list[int]:
 
 @shared_task(ignore_result=True)
 def dispatch_due_mailboxes(limit: int = DISPATCH_LIMIT) -> int:
-    ids = claim_due_mailboxes(limit)
+    with rls.tenant_session(bypass=True):  # deliberately cross-tenant: the beat fan-out
+        ids = claim_due_mailboxes(limit)
     for mailbox_id in ids:
         sync_mailbox_task.delay(mailbox_id)
     return len(ids)
@@ -53,7 +57,12 @@ def dispatch_due_mailboxes(limit: int = DISPATCH_LIMIT) -> int:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def sync_mailbox_task(mailbox_id: int) -> str:
-    result = services.sync_mailbox(mailbox_id)
+    tenant_id = rls.tenant_id_of(Mailbox, mailbox_id)
+    if tenant_id is None:
+        logger.info("mailbox %s sync: the mailbox no longer exists", mailbox_id)
+        return "gone"
+    with rls.tenant_session(tenant_id=tenant_id):
+        result = services.sync_mailbox(mailbox_id)
     if result.more:
         # A backlog larger than one run: continue right away instead of waiting for the next beat.
         sync_mailbox_task.delay(mailbox_id)
@@ -70,6 +79,7 @@ def sync_mailbox_task(mailbox_id: int) -> str:
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, max_retries=6)
 def send_outgoing_email_task(self, outgoing_id: int) -> str:
     try:
-        return services.outgoing_deliver(outgoing_id, max_attempts=self.max_retries + 1)
+        with rls.tenant_session(tenant_id=rls.tenant_id_of(OutgoingEmail, outgoing_id)):
+            return services.outgoing_deliver(outgoing_id, max_attempts=self.max_retries + 1)
     except services.SendTransient as exc:
         raise self.retry(exc=exc, countdown=min(600, 30 * 2**self.request.retries)) from exc

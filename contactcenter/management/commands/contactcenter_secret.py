@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from contactcenter import services
+from crm import rls
 from crm.models import Tenant
 
 
@@ -14,6 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--rotate", action="store_true")
         parser.add_argument("--label", default="")
 
+    @rls.operator_command
     def handle(self, *args, **options):
         tenant = Tenant.objects.filter(slug=options["tenant"]).first()
         if tenant is None:

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from contactcenter import services
 from contactcenter.models import Queue
+from crm import rls
 from crm.models import Tenant
 
 
@@ -17,6 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--origin", action="append", default=[], help="e.g. https://www.example.com")
         parser.add_argument("--base-url", default="http://localhost:8000")
 
+    @rls.operator_command
     def handle(self, *args, **options):
         tenant = Tenant.objects.filter(slug=options["tenant"]).first()
         if tenant is None:

@@ -23,6 +23,7 @@ from contactcenter.models import (
     Ticket,
     TicketStatus,
 )
+from crm import rls
 from crm.models import Account, Contact, ContactStatus, Lead, LeadStatus, Membership, Role, Team, Tenant
 from emailsync.models import EmailLocation, IncomingEmail, Mailbox, MailboxStatus, ParseStatus
 
@@ -87,6 +88,7 @@ class Command(BaseCommand):
         parser.add_argument("--scale", type=float, default=1.0, help="Multiply the amount of generated rows.")
         parser.add_argument("--seed", type=int, default=42)
 
+    @rls.operator_command
     def handle(self, *args, scale: float, seed: int, **options):
         if settings.PRODUCTION:
             raise CommandError("Refusing to load demo data with DJANGO_ENV=production.")

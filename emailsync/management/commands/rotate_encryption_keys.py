@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from crm import rls
 from crm.crypto import SecretError
 from emailsync.services import rotate_secrets
 
@@ -10,6 +11,7 @@ class Command(BaseCommand):
         "Put the new key first, keep the old ones after it, run this, then drop the old keys."
     )
 
+    @rls.operator_command
     def handle(self, *args, **options):
         try:
             count = rotate_secrets()

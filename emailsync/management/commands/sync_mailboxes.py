@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from crm import rls
 from emailsync.models import Mailbox, MailboxStatus
 from emailsync.services import sync_mailbox
 
@@ -11,6 +12,7 @@ class Command(BaseCommand):
         parser.add_argument("--mailbox", type=int, help="Mailbox id")
         parser.add_argument("--max-runs", type=int, default=100, help="Continuation runs per mailbox at most")
 
+    @rls.operator_command
     def handle(self, *args, mailbox=None, max_runs=100, **options):
         # Deliberately cross-tenant: an operator command.
         if mailbox is not None:
