@@ -1,10 +1,14 @@
 """Django admin: a tenant's staff admin sees and edits only their tenant; superusers see all."""
 
 import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
 from activities.models import Activity
 from crm.models import Contact, Role
+from tests.crm.test_tenancy import FACTORIES
 from tests.factories import (
     AccountFactory,
     ActivityFactory,
@@ -154,3 +158,107 @@ def test_superuser_sees_every_tenant(client, foreign_rows, tenant):
     page = client.get(reverse("admin:activities_activity_changelist")).content.decode()
     assert "home activity" in page and "foreign activity" in page
     assert Activity.objects.count() == 2
+
+
+# --- every tenant model registered in admin ------------------------------------------------------------
+# The app's URLs with an id are in tests/test_url_isolation_matrix.py, which leaves admin:* to the tests
+# below: change / delete / history (and view_on_site) of another tenant's row for every tenant model
+# registered in admin, and every autocomplete field (Django admin's own history: CVE-2013-0305, the
+# history view not permission-checked; CVE-2014-0483, a popup leaking other rows through to_field).
+
+MISSING_ID = 99_999_999
+
+
+def _is_tenant_model(model) -> bool:
+    return model._meta.label in ("crm.Tenant", "auth.User") or any(
+        f.name == "tenant" for f in model._meta.concrete_fields
+    )
+
+
+ADMIN_TENANT_MODELS = sorted(m._meta.label for m in admin.site._registry if _is_tenant_model(m))
+
+
+def _row_in(label, tenant, member):
+    """A row of `label` belonging to `tenant` (whose member is `member`)."""
+    if label == "crm.Tenant":
+        return tenant
+    if label == "auth.User":
+        return member.user
+    return FACTORIES[label](tenant=tenant)
+
+
+def _values(obj) -> dict:
+    model = type(obj)
+    names = [f.attname for f in model._meta.concrete_fields]
+    return model._base_manager.filter(pk=obj.pk).values(*names).first()
+
+
+def test_every_tenant_model_in_admin_is_in_the_admin_matrix():
+    registered = {m._meta.label for m in admin.site._registry if _is_tenant_model(m)}
+    assert registered == set(ADMIN_TENANT_MODELS)
+    assert not registered - set(FACTORIES) - {"crm.Tenant", "auth.User"}, "add a factory in test_tenancy"
+
+
+@pytest.mark.parametrize("label", ADMIN_TENANT_MODELS)
+def test_admin_object_pages_of_another_tenant_are_404_like_missing(
+    client, staff_admin, other_tenant, foreign_member, label
+):
+    # given another tenant's row
+    client.force_login(staff_admin.user)
+    foreign = _row_in(label, other_tenant, foreign_member)
+    opts = foreign._meta
+    before = _values(foreign)
+    requests = [
+        ("change", "get", {}),
+        ("change", "post", {"name": "hijacked", "summary": "hijacked", "subject": "hijacked"}),
+        ("delete", "get", {}),
+        ("delete", "post", {"post": "yes"}),
+        ("history", "get", {}),
+    ]
+    for view, method, data in requests:
+        # when the staff admin asks for it, and for a missing id
+        name = f"admin:{opts.app_label}_{opts.model_name}_{view}"
+        response = getattr(client, method)(reverse(name, args=[foreign.pk]), data)
+        missing = getattr(client, method)(reverse(name, args=[MISSING_ID]), data)
+        # then the same answer (404, or 403 where the staff admin may not act at all), to the byte
+        assert response.status_code == missing.status_code, (view, method)
+        assert response.status_code in (403, 404), (view, method, response.status_code)
+        assert response.content == missing.content, (view, method)
+    content_type = ContentType.objects.get_for_model(type(foreign))
+    on_site = client.get(reverse("admin:view_on_site", args=[content_type.pk, foreign.pk]))
+    assert on_site.status_code == 404
+    assert (
+        on_site.content
+        == client.get(reverse("admin:view_on_site", args=[content_type.pk, MISSING_ID])).content
+    )
+    # and the row is untouched
+    assert _values(foreign) == before
+
+
+AUTOCOMPLETE_FIELDS = sorted(
+    (model._meta.label, field)
+    for model, model_admin in admin.site._registry.items()
+    for field in model_admin.autocomplete_fields
+)
+
+
+@pytest.mark.parametrize("label, field_name", AUTOCOMPLETE_FIELDS)
+def test_every_autocomplete_offers_only_the_tenants_rows(
+    client, staff_admin, tenant, other_tenant, foreign_member, label, field_name
+):
+    # given a row of the field's model in each tenant
+    target = apps.get_model(label)._meta.get_field(field_name).related_model._meta.label
+    home = _row_in(target, tenant, staff_admin)
+    foreign = _row_in(target, other_tenant, foreign_member)
+    client.force_login(staff_admin.user)
+    app_label, model_name = label.split(".")
+    # when the autocomplete lists every choice (no search term)
+    response = client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": app_label, "model_name": model_name.lower(), "field_name": field_name, "term": ""},
+    )
+    # then only the staff admin's tenant's rows are offered
+    assert response.status_code == 200
+    ids = {r["id"] for r in response.json()["results"]}
+    assert str(home.pk) in ids
+    assert str(foreign.pk) not in ids
