@@ -33,3 +33,21 @@ urlpatterns += [
     path("activities/deleted/", capture_views.deleted_activity_list_view, name="activity-deleted-list"),
     path("activities/<int:pk>/restore/", capture_views.activity_restore_view, name="activity-restore"),
 ]
+
+# Members and teams (admins; managers for the agents of their teams). Object ids are membership / team ids.
+from . import member_views  # noqa: E402
+
+urlpatterns += [
+    path("settings/members/", member_views.member_list_view, name="member-list"),
+    path("settings/members/add/", member_views.member_add_view, name="member-add"),
+    path("settings/members/<int:pk>/", member_views.member_edit_view, name="member-edit"),
+    path(
+        "settings/members/<int:pk>/deactivate/", member_views.member_deactivate_view, name="member-deactivate"
+    ),
+    path(
+        "settings/members/<int:pk>/reactivate/", member_views.member_reactivate_view, name="member-reactivate"
+    ),
+    path("settings/teams/", member_views.team_list_view, name="team-list"),
+    path("settings/teams/<int:pk>/", member_views.team_edit_view, name="team-edit"),
+    path("settings/teams/<int:pk>/delete/", member_views.team_delete_view, name="team-delete"),
+]

@@ -1,13 +1,13 @@
-"""Forms for contact edits, lead conversion and API keys. Every choice is narrowed to the tenant (and
-the member's teams); fields a form does not offer cannot be set through it."""
+"""Forms for contact edits, lead conversion, API keys, members and teams. Every choice is narrowed to the
+tenant (and the member's teams); fields a form does not offer cannot be set through it."""
 
 from __future__ import annotations
 
 from django import forms
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
 
 from . import visibility
-from .models import Account, ContactStatus, Membership, Team
+from .models import Account, ContactStatus, Membership, Role, Team
 
 
 def _split(text: str) -> list[str]:
@@ -123,3 +123,106 @@ class LeadConvertForm(forms.Form):
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=80, help_text="What will use the key, e.g. 'Newsletter tool'.")
+
+
+# --- members and teams ---------------------------------------------------------------------------------
+
+
+def role_choices(actor: Membership) -> list[tuple[str, str]]:
+    """Admins grant any role; managers only add and keep agents."""
+    if actor.is_admin:
+        return list(Role.choices)
+    return [(Role.AGENT.value, Role.AGENT.label)]
+
+
+class _MemberFields(forms.Form):
+    role = forms.ChoiceField(choices=())
+    teams = forms.ModelMultipleChoiceField(
+        queryset=Team.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
+    )
+    can_manage_email = forms.BooleanField(
+        label="Email permission",
+        required=False,
+        help_text="May see the subject, snippet and body of every email activity they can see.",
+    )
+
+    def _narrow(self, actor: Membership) -> None:
+        self.fields["role"].choices = role_choices(actor)
+        self.fields["teams"].queryset = team_choices(actor).order_by("name")
+        if not actor.is_admin:
+            self.fields["teams"].required = True
+            self.fields["teams"].help_text = "Your teams."
+
+
+class MemberAddForm(_MemberFields):
+    """A new user and their membership. Only these fields are read: tenant, user id, staff or superuser
+    flags posted alongside are ignored."""
+
+    field_order = ["email", "first_name", "last_name", "password", "role", "teams", "can_manage_email"]
+
+    email = forms.EmailField(max_length=150, help_text="They sign in with this address.")
+    first_name = forms.CharField(max_length=150)
+    last_name = forms.CharField(max_length=150, required=False)
+    password = forms.CharField(
+        label="Initial password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args, actor: Membership, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._narrow(actor)
+        self.fields["role"].initial = Role.AGENT
+        rules = " ".join(password_validation.password_validators_help_texts())
+        self.fields["password"].help_text = f"{rules} Share it with them safely."
+
+    def clean(self):
+        data = super().clean()
+        password = data.get("password")
+        if password:
+            candidate = get_user_model()(
+                username=data.get("email", ""),
+                email=data.get("email", ""),
+                first_name=data.get("first_name", ""),
+                last_name=data.get("last_name", ""),
+            )
+            try:
+                password_validation.validate_password(password, candidate)
+            except forms.ValidationError as exc:
+                self.add_error("password", exc)
+        return data
+
+
+class MemberEditForm(_MemberFields):
+    """A member's role, teams and email permission. A manager sees only their own teams: the member's other
+    teams are kept as they are (``final_teams``)."""
+
+    def __init__(self, *args, actor: Membership, member: Membership, **kwargs):
+        self.actor = actor
+        self.member = member
+        self.current_teams = list(member.teams.all())
+        offered_ids = None if actor.is_admin else set(visibility.team_ids(actor))
+        kwargs.setdefault(
+            "initial",
+            {
+                "role": member.role,
+                "teams": [t.pk for t in self.current_teams if offered_ids is None or t.pk in offered_ids],
+                "can_manage_email": member.can_manage_email,
+            },
+        )
+        super().__init__(*args, **kwargs)
+        self._narrow(actor)
+        self._offered_ids = offered_ids
+
+    def final_teams(self) -> list[Team]:
+        chosen = list(self.cleaned_data["teams"])
+        if self._offered_ids is None:
+            return chosen
+        kept = [team for team in self.current_teams if team.pk not in self._offered_ids]
+        return kept + chosen
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(max_length=120)

@@ -1,26 +1,30 @@
-"""Writes of the core domain that the audit trail describes: lead conversion, contact updates, API keys.
+"""Writes of the core domain: lead conversion, contact updates, API keys, members and teams.
 
-Each service logs its activity through ``activities.services.activity_log`` in the same transaction as
-the change it describes, so a change and its record commit (or roll back) together.
+Lead conversion and contact updates log their activity through ``activities.services.activity_log`` in the
+same transaction as the change it describes, so a change and its record commit (or roll back) together.
+Member and team changes are written to the "crm.members" log (there is no audit table for them).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from activities.models import Activity, ActivityType
 from activities.services import activity_log
 
 from . import rls
-
 from .models import (
     Account,
     ApiKey,
@@ -29,6 +33,7 @@ from .models import (
     Lead,
     LeadStatus,
     Membership,
+    Role,
     Team,
     Tenant,
 )
@@ -364,3 +369,352 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
 
 def api_key_touch(api_key: ApiKey) -> None:
     ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+
+
+# --- members and teams --------------------------------------------------------------------------------
+#
+# Rules (the views check them too, to answer 403 before showing a form; these are the ones that hold):
+# - admins manage every member and team of their tenant;
+# - managers add agents to their own teams, move agents of their teams among their own teams and change
+#   their email permission; they never grant admin or manager, never change an admin, another manager or
+#   themselves, never (de)activate anyone, and never create, rename or delete teams;
+# - the tenant always keeps one active admin;
+# - user accounts are global (a user may belong to several tenants): these services create a new user for
+#   a new member and never change an existing user, so nobody can attach or alter another tenant's user.
+# There is no audit table for membership changes; each change is written to the "crm.members" log with the
+# actor, the member and what changed (never a password).
+
+members_log = logging.getLogger("crm.members")
+
+LAST_ADMIN = "This is the tenant's last active admin: make another member an admin first."
+EMAIL_TAKEN = (
+    "A user with this email address already exists, so it cannot be added here. "
+    "Ask them to use another address, or ask your platform administrator."
+)
+
+
+class MemberPermissionDenied(PermissionDenied):
+    pass
+
+
+def _acting_membership(tenant: Tenant, actor) -> Membership:
+    """The actor's active membership of ``tenant``, read fresh (a demoted actor loses rights at once)."""
+    me = Membership.objects.for_tenant(tenant).active().filter(user_id=actor.pk).first()
+    if me is None or not (me.is_admin or me.is_manager):
+        raise MemberPermissionDenied("Only admins and managers manage members.")
+    return me
+
+
+def _own_team_ids(me: Membership) -> set[int]:
+    from . import visibility
+
+    return set(visibility.team_ids(me))
+
+
+def member_editable(actor: Membership, target: Membership, *, target_team_ids=None) -> bool:
+    """May ``actor`` change ``target``'s role, teams or email permission at all?"""
+    if actor.tenant_id != target.tenant_id:
+        return False
+    if actor.is_admin:
+        return True
+    if not actor.is_manager or target.role != Role.AGENT or target.user_id == actor.user_id:
+        return False
+    if target_team_ids is None:
+        target_team_ids = [team.pk for team in target.teams.all()]
+    return bool(set(target_team_ids) & _own_team_ids(actor))
+
+
+def member_activation_allowed(actor: Membership, target: Membership) -> bool:
+    return actor.is_admin and actor.tenant_id == target.tenant_id
+
+
+def _tenant_teams(tenant: Tenant, teams) -> list[Team]:
+    teams = list(teams or [])
+    if any(not isinstance(team, Team) or team.tenant_id != tenant.pk for team in teams):
+        raise ValidationError({"teams": "That team does not exist."})
+    return list({team.pk: team for team in teams}.values())
+
+
+def _lock_active_admins(tenant: Tenant) -> set[int]:
+    """Lock the tenant's active admin memberships (always first and in id order, so two concurrent changes
+    cannot deadlock) and return their ids: a change that could leave no admin checks this set."""
+    return set(
+        Membership.objects.for_tenant(tenant)
+        .filter(role=Role.ADMIN, is_active=True)
+        .select_for_update()
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+
+
+def _log_member(event: str, *, tenant: Tenant, actor, membership: Membership, changes: dict) -> None:
+    members_log.info(
+        "%s: member %s (user %s) of tenant %s by user %s: %s",
+        event,
+        membership.pk,
+        membership.user_id,
+        tenant.pk,
+        actor.pk,
+        changes,
+    )
+
+
+@transaction.atomic
+def membership_create(
+    *,
+    tenant: Tenant,
+    actor,
+    email: str,
+    password: str,
+    first_name: str = "",
+    last_name: str = "",
+    role: str = Role.AGENT,
+    teams=(),
+    can_manage_email: bool = False,
+) -> Membership:
+    """Create a user and their membership of ``tenant``. An email address already used by any user (of this
+    tenant or another) is refused: existing users are never attached or changed from here."""
+    me = _acting_membership(tenant, actor)
+    email = normalise_email(email)
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationError({"email": "Enter a valid email address."}) from None
+    if role not in Role.values:
+        raise ValidationError({"role": "Pick a role from the list."})
+    teams = _tenant_teams(tenant, teams)
+    if not me.is_admin:
+        if role != Role.AGENT:
+            raise MemberPermissionDenied("Managers add agents only.")
+        if not teams:
+            raise ValidationError({"teams": "Pick at least one of your teams."})
+        if not {team.pk for team in teams} <= _own_team_ids(me):
+            raise MemberPermissionDenied("Managers add agents to their own teams only.")
+
+    user_model = get_user_model()
+    # Deliberately across tenants: user accounts are global. Only "exists" is revealed, never where.
+    existing = (
+        user_model._default_manager.filter(Q(email__iexact=email) | Q(username__iexact=email))
+        .only("pk")
+        .first()
+    )
+    if existing is not None:
+        own = Membership.objects.for_tenant(tenant).filter(user_id=existing.pk).only("is_active").first()
+        if own is not None and own.is_active:
+            raise ValidationError({"email": "This person is already a member of this tenant."})
+        if own is not None:
+            raise ValidationError(
+                {"email": "This person is a removed member of this tenant: reactivate them from the list."}
+            )
+        raise ValidationError({"email": EMAIL_TAKEN})
+
+    user = user_model(
+        username=email,
+        email=email,
+        first_name=(first_name or "").strip(),
+        last_name=(last_name or "").strip(),
+    )
+    try:
+        password_validation.validate_password(password or "", user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
+    user.set_password(password)
+    try:
+        user.full_clean(exclude=["password", "username"])
+    except ValidationError as exc:
+        raise ValidationError(exc.message_dict) from None
+    if len(email) > user_model._meta.get_field("username").max_length:
+        raise ValidationError({"email": "This email address is too long to sign in with."})
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        raise ValidationError({"email": EMAIL_TAKEN}) from None
+
+    membership = Membership(tenant=tenant, user=user, role=role, can_manage_email=bool(can_manage_email))
+    membership.full_clean(exclude=["tenant", "user", "teams"])
+    membership.save()
+    membership.teams.set(teams)
+    _log_member(
+        "member created",
+        tenant=tenant,
+        actor=actor,
+        membership=membership,
+        changes={
+            "role": role,
+            "teams": sorted(team.pk for team in teams),
+            "can_manage_email": membership.can_manage_email,
+        },
+    )
+    return membership
+
+
+_UNSET = object()
+
+
+@transaction.atomic
+def membership_update(
+    *,
+    tenant: Tenant,
+    actor,
+    membership: Membership,
+    role=_UNSET,
+    teams=_UNSET,
+    can_manage_email=_UNSET,
+) -> Membership:
+    """Change a member's role, teams (the full new list) and email permission; arguments left out stay.
+
+    Managers may only move agents of their teams among their own teams (teams outside theirs are kept by
+    the caller) and change their email permission. Demoting the last active admin is refused."""
+    if membership.tenant_id != tenant.pk:
+        raise ValidationError({"member": "That member does not exist."})
+    admins = _lock_active_admins(tenant)
+    me = _acting_membership(tenant, actor)
+    target = Membership.objects.for_tenant(tenant).select_for_update().get(pk=membership.pk)
+    old_team_ids = set(target.teams.values_list("id", flat=True))
+    if not member_editable(me, target, target_team_ids=old_team_ids):
+        raise MemberPermissionDenied("You may not change this member.")
+
+    changes: dict[str, list] = {}
+    if role is not _UNSET and role != target.role:
+        if role not in Role.values:
+            raise ValidationError({"role": "Pick a role from the list."})
+        if not me.is_admin:
+            raise MemberPermissionDenied("Managers cannot change roles.")
+        if target.pk in admins and not (admins - {target.pk}):
+            raise ValidationError({"role": LAST_ADMIN})
+        changes["role"] = [target.role, role]
+        target.role = role
+    if can_manage_email is not _UNSET and bool(can_manage_email) != target.can_manage_email:
+        changes["can_manage_email"] = [target.can_manage_email, bool(can_manage_email)]
+        target.can_manage_email = bool(can_manage_email)
+    if changes:
+        target.full_clean(exclude=["tenant", "user", "teams"])
+        target.save(update_fields=[*changes.keys(), "updated_at"])
+    if teams is not _UNSET:
+        teams = _tenant_teams(tenant, teams)
+        new_team_ids = {team.pk for team in teams}
+        if not me.is_admin and not (new_team_ids ^ old_team_ids) <= _own_team_ids(me):
+            raise MemberPermissionDenied("Managers move members among their own teams only.")
+        if new_team_ids != old_team_ids:
+            target.teams.set(teams)
+            changes["teams"] = [sorted(old_team_ids), sorted(new_team_ids)]
+            if "role" not in changes and "can_manage_email" not in changes:
+                target.save(update_fields=["updated_at"])
+    if changes:
+        _log_member("member updated", tenant=tenant, actor=actor, membership=target, changes=changes)
+    return target
+
+
+def _set_active(*, tenant: Tenant, actor, membership: Membership, active: bool) -> Membership:
+    if membership.tenant_id != tenant.pk:
+        raise ValidationError({"member": "That member does not exist."})
+    admins = _lock_active_admins(tenant)
+    me = _acting_membership(tenant, actor)
+    target = Membership.objects.for_tenant(tenant).select_for_update().get(pk=membership.pk)
+    if not member_activation_allowed(me, target):
+        raise MemberPermissionDenied("Only admins add back or remove members.")
+    if target.is_active == active:
+        return target
+    if not active and target.pk in admins and not (admins - {target.pk}):
+        raise ValidationError({"member": LAST_ADMIN})
+    target.is_active = active
+    target.save(update_fields=["is_active", "updated_at"])
+    _log_member(
+        "member reactivated" if active else "member removed",
+        tenant=tenant,
+        actor=actor,
+        membership=target,
+        changes={"is_active": [not active, active]},
+    )
+    return target
+
+
+@transaction.atomic
+def membership_deactivate(*, tenant: Tenant, actor, membership: Membership) -> Membership:
+    """Remove a member from the tenant (the row stays, inactive). The middleware reads memberships on every
+    request, so every session of theirs loses the tenant on its next request. Admins only; the last active
+    admin cannot be removed."""
+    return _set_active(tenant=tenant, actor=actor, membership=membership, active=False)
+
+
+@transaction.atomic
+def membership_reactivate(*, tenant: Tenant, actor, membership: Membership) -> Membership:
+    return _set_active(tenant=tenant, actor=actor, membership=membership, active=True)
+
+
+def _team_admin(tenant: Tenant, actor) -> Membership:
+    me = _acting_membership(tenant, actor)
+    if not me.is_admin:
+        raise MemberPermissionDenied("Only admins manage teams.")
+    return me
+
+
+def _clean_team_name(tenant: Tenant, name: str, *, exclude_pk=None) -> str:
+    name = " ".join((name or "").split())
+    if not name:
+        raise ValidationError({"name": "Give the team a name."})
+    if len(name) > Team._meta.get_field("name").max_length:
+        raise ValidationError({"name": f"At most {Team._meta.get_field('name').max_length} characters."})
+    clash = Team.objects.for_tenant(tenant).filter(name__iexact=name)
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ValidationError({"name": "A team with this name already exists."})
+    return name
+
+
+def _save_team(team: Team, **kwargs) -> None:
+    try:
+        with transaction.atomic():
+            team.save(**kwargs)
+    except IntegrityError:
+        raise ValidationError({"name": "A team with this name already exists."}) from None
+
+
+@transaction.atomic
+def team_create(*, tenant: Tenant, actor, name: str) -> Team:
+    _team_admin(tenant, actor)
+    team = Team(tenant=tenant, name=_clean_team_name(tenant, name))
+    team.full_clean(exclude=["tenant"], validate_constraints=False)
+    _save_team(team)
+    members_log.info("team created: team %s of tenant %s by user %s", team.pk, tenant.pk, actor.pk)
+    return team
+
+
+@transaction.atomic
+def team_rename(*, tenant: Tenant, actor, team: Team, name: str) -> Team:
+    _team_admin(tenant, actor)
+    if team.tenant_id != tenant.pk:
+        raise ValidationError({"team": "That team does not exist."})
+    team = Team.objects.for_tenant(tenant).select_for_update().get(pk=team.pk)
+    name = _clean_team_name(tenant, name, exclude_pk=team.pk)
+    if name != team.name:
+        old, team.name = team.name, name
+        team.full_clean(exclude=["tenant"], validate_constraints=False)
+        _save_team(team, update_fields=["name", "updated_at"])
+        members_log.info(
+            "team renamed: team %s of tenant %s by user %s: %r -> %r", team.pk, tenant.pk, actor.pk, old, name
+        )
+    return team
+
+
+@transaction.atomic
+def team_delete(*, tenant: Tenant, actor, team: Team) -> None:
+    """Delete a team nothing uses (no member, contact, lead, account, activity, queue, mailbox...): deleting
+    a used team would silently empty those rows' team and change who sees them."""
+    from .selectors import team_usage
+
+    _team_admin(tenant, actor)
+    if team.tenant_id != tenant.pk:
+        raise ValidationError({"team": "That team does not exist."})
+    team = Team.objects.for_tenant(tenant).select_for_update().get(pk=team.pk)
+    used_by = team_usage(team=team)
+    if used_by:
+        raise ValidationError(
+            {"team": f"Team {team.name} is still used by {', '.join(used_by)}: move them to another team."}
+        )
+    members_log.info(
+        "team deleted: team %s (%r) of tenant %s by user %s", team.pk, team.name, tenant.pk, actor.pk
+    )
+    team.delete()
