@@ -31,6 +31,7 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/bandit -c pyproject.toml -r crm activities contactcenter emailsync bench -q
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

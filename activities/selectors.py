@@ -140,7 +140,7 @@ def feed_filtered(*, membership: Membership, q: GridQuery) -> Filtered:
         if tsq is None:
             return Filtered(qs.none(), capped, empty=True)
         # extra(): the predicate must match the GIN expression index verbatim; the term is a bound param.
-        qs = qs.extra(where=[f"{SUMMARY_TSVECTOR} @@ to_tsquery('simple'::regconfig, %s)"], params=[tsq])  # noqa: S610
+        qs = qs.extra(where=[f"{SUMMARY_TSVECTOR} @@ to_tsquery('simple'::regconfig, %s)"], params=[tsq])  # noqa: S610  # nosec B610  # constant SQL, bound term
     selective = any(getattr(q, name) for name in NAME_MODELS) or bool(q.summary)
     return Filtered(qs, capped, selective=selective)
 
@@ -209,7 +209,7 @@ def _seek(
     if cursor is not None:
         op = "<" if fetch_desc else ">"
         # A row-value comparison, which PostgreSQL uses as one index condition on (time desc, id desc).
-        qs = qs.extra(where=[f"(occurred_at, id) {op} (%s, %s)"], params=[cursor.occurred_at, cursor.id])  # noqa: S610
+        qs = qs.extra(where=[f"(occurred_at, id) {op} (%s, %s)"], params=[cursor.occurred_at, cursor.id])  # noqa: S610  # nosec B610  # op is "<" or ">", values bound
     if small:
         qs = qs.extra(select={"sort_at": "occurred_at + interval '0 seconds'"})  # noqa: S610
         order = ("-sort_at", "-id") if fetch_desc else ("sort_at", "id")

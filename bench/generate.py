@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
 def load(url: str, total: int, scale: str) -> None:
     from django.contrib.auth.hashers import make_password
 
-    rng = random.Random(42)
+    rng = random.Random(42)  # nosec B311  # reproducible synthetic data, not a secret
     password = make_password("bench")
     now = datetime.now(UTC).isoformat()
     sizes = tenant_sizes(total)

@@ -16,7 +16,7 @@ import argparse
 import contextlib
 import os
 import signal
-import subprocess
+import subprocess  # nosec B404  # developer launcher: starts manage.py / celery, fixed argv
 import sys
 import time
 from pathlib import Path
@@ -47,7 +47,7 @@ class Stop(Exception):
 def manage(*args: str, env: dict[str, str]) -> None:
     cmd = [sys.executable, str(ROOT / "manage.py"), *args]
     log("$ " + " ".join(["manage.py", *args]))
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True)  # noqa: S603
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True)  # noqa: S603  # nosec B603  # manage.py + our args
 
 
 def banner(url: str, with_celery: bool) -> str:
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         def spawn(name: str, cmd: list[str]) -> None:
             log(f"starting {name}")
             # Own process group: we deliver the signals ourselves, in order, to the whole group.
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603  # nosec B603  # our argv
             children.append((name, proc))
 
         runserver = [sys.executable, "manage.py", "runserver", f"{args.host}:{args.port}"]

@@ -20,7 +20,7 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
+import subprocess  # nosec B404  # developer tool: starts local PostgreSQL / Redis and the given command
 import sys
 import tempfile
 import time
@@ -194,7 +194,7 @@ class PrivateRedis:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         log(f"starting private redis-server on 127.0.0.1:{self.port}")
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(  # noqa: S603  # nosec B603  # redis-server found by shutil.which, fixed args
             [
                 binary,
                 "--port",
@@ -280,7 +280,7 @@ class Services(contextlib.ExitStack):
 
 def run_command(argv: list[str], env: dict[str, str] | None = None) -> int:
     """Run ``argv`` in the foreground (same process group: Ctrl-C reaches it), return its exit code."""
-    proc = subprocess.Popen(argv, env=env)  # noqa: S603
+    proc = subprocess.Popen(argv, env=env)  # noqa: S603  # nosec B603  # the developer's own command (make test)
 
     def forward(signum, _frame):
         with contextlib.suppress(ProcessLookupError):

@@ -103,7 +103,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"{name}: already loaded, nothing added.")
                 continue
             with transaction.atomic():
-                builder = DemoBuilder(name, domain, random.Random(tenant_seed), scale)
+                rng = random.Random(tenant_seed)  # nosec B311  # reproducible demo data, not a secret
+                builder = DemoBuilder(name, domain, rng, scale)
                 counts = builder.build()
             summary = ", ".join(f"{v} {k}" for k, v in counts.items())
             self.stdout.write(
