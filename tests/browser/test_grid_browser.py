@@ -42,7 +42,7 @@ def test_filter_then_page_forward_and_back(page, live_server, browser_login):
     assert len(visible_ids(page)) == 50
     page.select_option("#id_type", ["call"])
     page.wait_for_url("**/activities/?*type=call*")
-    page.wait_for_function("document.querySelectorAll('[data-testid=grid-row]').length == 50")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=grid-row]').length == 50")
     # then the rows are the 50 newest calls, the URL holds the filter, and the lazy count arrived
     assert visible_ids(page) == [str(a.pk) for a in calls[:50]]
     assert parse_qs(urlsplit(page.url).query)["type"] == ["call"]
@@ -53,14 +53,14 @@ def test_filter_then_page_forward_and_back(page, live_server, browser_login):
     # when paging older
     page.get_by_test_id("page-next").click()
     page.wait_for_url("**cursor=*")
-    page.wait_for_function("document.querySelectorAll('[data-testid=grid-row]').length == 10")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=grid-row]').length == 10")
     assert visible_ids(page) == [str(a.pk) for a in calls[50:]]
     older_url = page.url
     assert parse_qs(urlsplit(older_url).query)["type"] == ["call"]
 
     # and back newer
     page.get_by_test_id("page-prev").click()
-    page.wait_for_function("document.querySelectorAll('[data-testid=grid-row]').length == 50")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=grid-row]').length == 50")
     assert visible_ids(page) == [str(a.pk) for a in calls[:50]]
 
     # then the older page's URL, opened in a fresh tab, shows the same rows
@@ -74,5 +74,5 @@ def test_filter_then_page_forward_and_back(page, live_server, browser_login):
     # and the browser's back button restores the filtered first page
     page.go_back()
     page.go_back()
-    page.wait_for_function("document.querySelectorAll('[data-testid=grid-row]').length == 50")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=grid-row]').length == 50")
     assert page.console_errors == []

@@ -105,7 +105,9 @@ def test_search_highlights_counts_and_navigates(page, live_server, browser_login
     count = page.get_by_test_id("search-count")
     # typing highlights every case-insensitive match
     search.fill("parcel")
-    page.wait_for_function("document.querySelector('[data-testid=search-count]').textContent === '1 of 4'")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=search-count]').textContent === '1 of 4'"
+    )
     assert page.locator("mark.cc-match").count() == 4
     assert page.locator("mark.cc-current").inner_text() == "Parcel"
     # Enter / arrows / buttons move between them, wrapping around
@@ -142,7 +144,7 @@ def test_search_treats_special_characters_literally(page, live_server, browser_l
     browser_login(page, live_server, "viewer.admin@example.test", PASSWORD)
     page.goto(f"{live_server.url}/interactions/{closed.pk}/messages/")
     page.get_by_test_id("viewer-search").fill(query)
-    page.wait_for_function("document.querySelector('[data-testid=search-count]').textContent !== ''")
+    page.wait_for_function("() => document.querySelector('[data-testid=search-count]').textContent !== ''")
     expected = sum(text.lower().count(query.lower()) for _, text in LINES)
     expected += "Transferred to Billing".count(query)
     count = page.get_by_test_id("search-count").inner_text()
@@ -159,5 +161,7 @@ def test_grid_row_opens_the_viewer_as_a_modal(page, live_server, browser_login):
     modal.wait_for(state="visible")
     assert modal.get_by_test_id("viewer-queue").inner_text() == "Parcels"
     modal.get_by_test_id("viewer-search").fill("parcel")
-    page.wait_for_function("document.querySelector('[data-testid=search-count]').textContent === '1 of 4'")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=search-count]').textContent === '1 of 4'"
+    )
     assert page.console_errors == []

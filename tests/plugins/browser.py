@@ -3,7 +3,11 @@
 Fixtures
   browser        session   a headless Chromium
   page           function  a page in a fresh context; ``page.console_errors`` collects console errors
-                           and uncaught page errors; a screenshot lands in test-artifacts/ on failure
+                           and uncaught page errors; a screenshot lands in test-artifacts/ on failure.
+                           Any Content-Security-Policy violation fails the test (``page.csp_violations``;
+                           see _collect_console_error for the one exception). Under that policy
+                           ``page.wait_for_function`` needs a function ("() => ..."): a bare expression
+                           is run with eval in the page, which the policy refuses
   browser_login  function  ``login(page, live_server, email, password)``: submits the /login/ form
 
 Use with pytest-django's ``live_server``.
@@ -29,6 +33,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# The sanitised email body (emailsync.views.email_body) has its own, stricter policy whose job is to refuse
+# things (remote images unless asked for, anything a hostile email carries): refusals there are the feature.
+EMAIL_BODY_URL = re.compile(r"/emails/\d+/body/")
 DEFAULT_TIMEOUT_MS = 15_000
 
 
@@ -74,9 +81,13 @@ def _collect_console_error(page, msg) -> None:
     if msg.type != "error":
         return
     # Chromium asks for /favicon.ico on its own; a 404 there is not the page's error.
-    if (msg.location or {}).get("url", "").endswith("/favicon.ico"):
+    url = (msg.location or {}).get("url", "")
+    if url.endswith("/favicon.ico"):
         return
     page.console_errors.append(msg.text)
+    # Chromium reports every enforced CSP violation as a console error naming the policy.
+    if "Content Security Policy" in msg.text and not EMAIL_BODY_URL.search(url):
+        page.csp_violations.append(f"{url}: {msg.text}")
 
 
 @pytest.fixture
@@ -85,6 +96,7 @@ def page(browser, request):
     context.set_default_timeout(DEFAULT_TIMEOUT_MS)
     page = context.new_page()
     page.console_errors = []
+    page.csp_violations = []
     page.on("console", lambda msg: _collect_console_error(page, msg))
     page.on("pageerror", lambda exc: page.console_errors.append(f"pageerror: {exc}"))
     try:
@@ -100,6 +112,10 @@ def page(browser, request):
             except Exception:  # noqa: BLE001, S110 - best effort; the test already failed
                 pass
         context.close()
+    # Our pages must work under their own policy: a refused inline script / style / eval is a bug even when
+    # the test's own assertions passed (a test that already failed keeps its own failure).
+    if page.csp_violations and not (report is not None and report.failed):
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(page.csp_violations), pytrace=False)
 
 
 @pytest.fixture
