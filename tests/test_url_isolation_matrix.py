@@ -1,33 +1,46 @@
 """One isolation matrix for every URL that takes an object id, built from the URL configuration.
 
 The resolver is walked (through every include) and every pattern with an id-like path kwarg (``pk``,
-``id``, ``object_id``, ``*_id``, ``*_pk``) must have an entry in ``REGISTRY``; the matrix then requests
-each of them with every method the view allows (plus the htmx variant where the view serves a partial),
-as the admin, the manager and the agent of tenant A, for:
+``id``, ``object_id``, ``*_id``, ``*_pk``) must have an entry in ``REGISTRY``
+(``test_every_url_with_an_id_is_in_the_matrix`` also fails on an entry whose URL is gone). A widget's
+``public_key`` names a tenant's widget, not an object: the widget URLs are in the matrix by their chat id.
 
-- another tenant's object: a 404 with the same body as a missing id, and that tenant's rows untouched
-  (the classic cross-tenant IDOR: Prospero Flow CRM CVE-2026-19539, cross-tenant ticket read / hijack /
-  delete; Sentry PR #104987, ``DashboardWidget.objects.get(id=widget_id)`` without the organization;
-  Sentry's own review counts "Cross-Org Object Access (IDOR) -- 9 patches last year");
-- another team's (or another owner's) object of tenant A: a 404 like a missing one for managers and agents
-  (WhaTicket CVE-2026-111709, agents reading other agents' tickets by id), while admins, who see the whole
-  tenant, get an allowed answer (or a 403 where the role may not change it);
-- a missing id: a 404.
+Each case is one URL x one method the view allows (plus the htmx variant where the view serves a
+partial) x one role of tenant A (the conftest ``admin_member``, ``manager_member``, ``agent_member``), and
+builds its objects once, then asks for:
 
-Writes are checked too, since a read-only check misses the write doors (Zammad CVE-2022-40817: read-only
-agents could still add links and tags; SuiteCRM CVE-2026-61650: a relationship endpoint that checked
-only "view" before writing another record's foreign key): after every request against a hidden object,
-every row of the object's tenant is compared with a snapshot taken before (all concrete field values,
-so a change or a new row anywhere in that tenant fails). GitLab's testing guideline -- "always include
-every role in the table, do not omit roles that are expected to be disallowed" -- is why every role runs
-against every target even where the answer is obvious.
+- a missing id: a 404;
+- another tenant's object: a 404 with the same body as the missing id, and that tenant untouched (the
+  classic cross-tenant IDOR: Prospero Flow CRM CVE-2026-19539, cross-tenant ticket read / hijack / delete;
+  Sentry PR #104987, ``DashboardWidget.objects.get(id=widget_id)`` without the organization, one of the
+  "Cross-Org Object Access (IDOR) -- 9 patches last year" of Sentry's own review; GitLab #343379, an
+  ``external_status_check_id`` in the body not scoped to the project in the URL);
+- another team's (or another owner's) object of tenant A, where the model is team- or owner-scoped: the
+  same 404 for managers and agents (WhaTicket CVE-2026-111709: agents reading other agents' tickets by
+  id), while admins, who see the whole tenant, get an allowed answer (a page, a redirect after a write, or
+  a 403 where the role may not change it);
+- the viewer's own object, the control: not a 404, so the 404s above come from the scoping and not from
+  a wrong URL, factory or POST body.
 
-Django admin's own URLs are covered by ``tests/crm/test_admin_isolation.py`` (change / delete / history /
-autocomplete for every tenant model registered in admin; Django's own history of CVE-2013-0305, the
-history view not being permission-checked, is why history is there).
+Pages for admins only answer other roles a 403 before any lookup, the same for every id. Writes are
+checked as well as reads, since a read-only check misses the write doors (Zammad CVE-2022-40817: read-only
+agents could still add links and tags; SuiteCRM CVE-2026-61650: an endpoint that checked only "view"
+before writing another record's foreign key): around every request for a hidden object the whole tenant
+of that object is digested (every column of every row of every tenant table, its many-to-many rows, its
+members' users, the analytics tables), so a changed field, a new row or a deleted one anywhere in it
+fails -- no entry needs its own re-read. GitLab's testing guideline ("always include every role in the
+table, do not omit roles that are expected to be disallowed") is why every role runs every target.
 
-Adding a URL with an id: one ``REGISTRY`` entry (how to make its object in a given place, what to POST).
-Allowed methods are read from ``require_http_methods`` / ``require_GET`` / ``require_POST`` (or the
+Django admin's own URLs are covered by ``tests/crm/test_admin_isolation.py``: change / delete / history /
+view_on_site for every tenant model registered in admin, and every autocomplete field (Django's own
+CVE-2013-0305: the history view was not permission-checked).
+
+The per-app matrices stay (``tests/crm/test_detail.py`` runs the timelines' load-older and poll
+variants, ``tests/contactcenter/test_views.py``, ``tests/activities/test_capture.py``, the emailsync view
+tests): they check details this generic matrix does not.
+
+Adding a URL with an id: one ``REGISTRY`` entry (how to make its object in a Place, what to POST). The
+allowed methods are read from ``require_http_methods`` / ``require_GET`` / ``require_POST`` (or the
 widget's ``widget_endpoint``) unless the entry declares them.
 """
 
@@ -36,11 +49,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from urllib.parse import urlencode
 
 import pytest
 from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from activities.models import ActivitySource, ActivityType, Direction
@@ -223,7 +238,8 @@ class Entry:
 
     make: builds the object in a Place (the viewer's own, another team's, another tenant's).
     methods: the methods the view allows; None reads them from the view's decorators.
-    htmx: the methods also sent with ``HX-Request: true`` (the view answers a partial then).
+    htmx: the methods also sent with ``HX-Request: true`` (the view answers a partial then), with
+        ``HX-Target: hx_target`` where the partial depends on the target.
     data: the POST body (a dict, or ``data(obj)``); query: GET parameters sent with every request.
     scoped: the model is team- or owner-scoped inside a tenant (there is an "other team" case).
     admin_only: the page is for admins only; other roles get a 403 before any lookup, the same for
@@ -237,6 +253,7 @@ class Entry:
     make: Callable[[Place], object]
     methods: tuple[str, ...] | None = None
     htmx: tuple[str, ...] = ()
+    hx_target: str = ""
     data: dict | Callable = field(default_factory=dict)
     query: dict = field(default_factory=dict)
     scoped: bool = True
@@ -296,9 +313,10 @@ REGISTRY: dict[str, Entry] = {
     "crm:contact-detail": Entry(make=_contact),
     "crm:lead-detail": Entry(make=_lead),
     "crm:account-detail": Entry(make=_account),
-    "crm:contact-timeline": Entry(make=_contact, htmx=("GET",)),
-    "crm:lead-timeline": Entry(make=_lead, htmx=("GET",)),
-    "crm:account-timeline": Entry(make=_account, htmx=("GET",)),
+    # (tests/crm/test_detail.py also runs the timelines' in-place, load-older and poll variants)
+    "crm:contact-timeline": Entry(make=_contact, htmx=("GET",), hx_target="modal-root"),
+    "crm:lead-timeline": Entry(make=_lead, htmx=("GET",), hx_target="modal-root"),
+    "crm:account-timeline": Entry(make=_account, htmx=("GET",), hx_target="modal-root"),
     "crm:lead-convert": Entry(make=_lead, htmx=("GET", "POST"), data={"create_account_name": "Hijack Ltd"}),
     "crm:contact-edit": Entry(make=_contact, htmx=("GET", "POST"), data=CONTACT_EDIT),
     "crm:api-key-revoke": Entry(make=_api_key, scoped=False, admin_only=True),
@@ -449,40 +467,56 @@ def normalised(response) -> bytes:
     return body
 
 
+def _digest(label: str, table: str, where: str) -> str:
+    # Table and column names come from the models (or crm.rls); the tenant id is a parameter.
+    return (
+        f"SELECT '{label}' AS label, count(*) AS n, "  # noqa: S608
+        f"md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) AS digest "
+        f'FROM "{table}" t WHERE {where}'
+    )
+
+
+@cache
 def _snapshot_sql() -> str:
-    """One statement: for every tenant table (and the tenant's own row), the number of the tenant's rows
-    and a digest of all their column values in id order."""
+    """One statement: for every table holding a tenant's rows, the number of that tenant's rows and a
+    digest of all their column values. Tenant tables by their tenant_id; the tenant's own row; the
+    many-to-many tables of tenant models (a membership's teams) through their owner; the users who are
+    its members; the analytics tables maintained in SQL (crm.rls.EXTRA_TABLES)."""
     parts = []
     for model in apps.get_models():
         opts = model._meta
         if opts.proxy or not opts.managed:
             continue
         if opts.label == "crm.Tenant":
-            where = f't."{opts.pk.column}" = %(tenant)s'
-        elif any(f.name == "tenant" for f in opts.concrete_fields):
-            where = 't."tenant_id" = %(tenant)s'
-        else:
+            parts.append(_digest(opts.label, opts.db_table, f't."{opts.pk.column}" = %(tenant)s'))
             continue
-        # Table and column names come from the models, the tenant id is a parameter.
-        parts.append(
-            f"SELECT '{opts.label}' AS label, count(*) AS n, "  # noqa: S608
-            f"md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.\"{opts.pk.column}\"), '')) AS digest "
-            f'FROM "{opts.db_table}" t WHERE {where}'
-        )
+        if not any(f.name == "tenant" for f in opts.concrete_fields):
+            continue
+        parts.append(_digest(opts.label, opts.db_table, 't."tenant_id" = %(tenant)s'))
+        for m2m in opts.local_many_to_many:
+            through = m2m.remote_field.through._meta
+            if through.auto_created:
+                owner = f'SELECT "{opts.pk.column}" FROM "{opts.db_table}" WHERE "tenant_id" = %(tenant)s'  # noqa: S608
+                where = f't."{m2m.m2m_column_name()}" IN ({owner})'
+                parts.append(_digest(f"{opts.label}.{m2m.name}", through.db_table, where))
+    user = get_user_model()._meta
+    members = 'SELECT "user_id" FROM "crm_membership" WHERE "tenant_id" = %(tenant)s'
+    parts.append(_digest(user.label, user.db_table, f't."{user.pk.column}" IN ({members})'))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        existing = {row[0] for row in cursor.fetchall()}
+    for table in rls.EXTRA_TABLES:
+        if table in existing:
+            parts.append(_digest(table, table, 't."tenant_id" = %(tenant)s'))
     return "\nUNION ALL\n".join(parts)
-
-
-SNAPSHOT_SQL = _snapshot_sql()
 
 
 def tenant_snapshot(tenant_id: int) -> dict[str, tuple[int, str]]:
     """label -> (rows, digest of every column of every row) for one tenant: a changed field, a new row
     or a deleted one anywhere in the tenant changes it."""
-    from django.db import connection
-
     # Deliberately cross-tenant: the test reads another tenant's rows to prove them untouched.
     with rls.bypass(), connection.cursor() as cursor:
-        cursor.execute(SNAPSHOT_SQL, {"tenant": tenant_id})
+        cursor.execute(_snapshot_sql(), {"tenant": tenant_id})
         return {label: (n, digest) for label, n, digest in cursor.fetchall()}
 
 
@@ -537,6 +571,8 @@ class Matrix:
     def send(self, method: str, htmx: bool, obj=None):
         """The case's request for ``obj`` (None: a missing id)."""
         headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+        if htmx and self.entry.hx_target:
+            headers["HTTP_HX_TARGET"] = self.entry.hx_target
         if self.entry.headers:
             headers.update(self.entry.headers(obj))
         url = self.url(MISSING_ID if obj is None else obj.pk)
