@@ -21,6 +21,9 @@ EXEMPT_PREFIXES = (
     "/api/",
     "/widget/",
 )
+# Paths that must answer without a tenant transaction: liveness answers while the database is down,
+# readiness reports the database's state itself, /metrics reads only through an explicit bypass.
+NO_TRANSACTION_PREFIXES = ("/healthz", "/readyz", "/metrics", "/static/")
 
 
 class TenantMiddleware:
@@ -36,6 +39,8 @@ class TenantMiddleware:
     def __call__(self, request):
         request.tenant = None
         request.membership = None
+        if request.path.startswith(NO_TRANSACTION_PREFIXES):
+            return self._respond(request)
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             # Anonymous: the login page, the widget and the keyed APIs. No tenant until a key names one

@@ -11,6 +11,12 @@ pytest_plugins = ["tests.plugins.services", "tests.plugins.browser"]
 
 PASSWORD = "pw-for-tests-1"  # set by UserFactory
 
+# What every signed-in request adds to a pinned query count in tests: its tenant transaction
+# (crm.middleware.TenantMiddleware) is a savepoint inside the test's transaction, so SAVEPOINT, the
+# set_config of role/tenant/user, restoring them, RELEASE. In production it is one set_config (BEGIN and
+# COMMIT are not queries).
+REQUEST_TRANSACTION_QUERIES = 4
+
 
 @pytest.fixture
 def tenant(db):

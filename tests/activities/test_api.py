@@ -261,6 +261,7 @@ def test_api_marks_key_used(post, api_key, contact):
     assert ApiKey.objects.get(key_hash=crm_services.hash_api_key(api_key)).last_used_at is not None
 
 
+@pytest.mark.django_db  # every request but liveness/readiness/metrics runs in a tenant transaction
 def test_schema_is_openapi_json(client):
     response = client.get(reverse("activities:api-schema"))
     assert response.status_code == 200

@@ -107,3 +107,16 @@ def test_json_formatter_writes_the_context_fields():
         observability.request_id_var.reset(token)
     line = json.loads(formatter.format(record))
     assert line["message"] == "hello" and line["request_id"] == "rid-1" and "tenant_id" in line
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_answers_while_the_database_is_unreachable(client, monkeypatch):
+    """Liveness is the process's, not the database's: it opens no tenant transaction."""
+    from django.db import connection
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("/healthz touched the database")
+
+    monkeypatch.setattr(connection, "ensure_connection", refuse)
+    monkeypatch.setattr(connection, "cursor", refuse)
+    assert client.get("/healthz").status_code == 200
