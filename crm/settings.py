@@ -167,10 +167,31 @@ CELERY_RESULT_BACKEND = None
 # Without Redis, tasks run in-process (make run on a bare machine); with it, real workers consume them.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
+# Reliability (README "Operations"): a task is acknowledged only after it ran (acks_late) and put back
+# when its worker process dies (reject_on_worker_lost); with Redis a message taken by a worker that was
+# SIGKILLed is redelivered once the visibility timeout has passed (CELERY_VISIBILITY_TIMEOUT, longer than
+# the hard time limit below, or a long task would run twice). One message prefetched per process.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600")),
+    "socket_connect_timeout": 2,
+}
+# A request that enqueues while Redis is down must not hang: connect for at most 2 s and retry a publish
+# twice within about a second, then the caller logs the failure (emailsync.services.enqueue) and the
+# outbox reconciler / beat fan-out re-dispatch from the rows later.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+# Workers keep reconnecting to a restarted Redis for as long as it takes.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_SOFT_TIME_LIMIT = 600
 CELERY_TASK_TIME_LIMIT = 660
 CELERY_TASK_SERIALIZER = "json"
@@ -181,6 +202,12 @@ CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_BEAT_SCHEDULE["emailsync-dispatch-due-mailboxes"] = {
     "task": "emailsync.tasks.dispatch_due_mailboxes",
     "schedule": 30.0,
+}
+# emailsync: the outbox reconciler re-dispatches outgoing emails queued longer than this without a send.
+OUTGOING_REDISPATCH_SECONDS = int(os.environ.get("OUTGOING_REDISPATCH_SECONDS", "300"))
+CELERY_BEAT_SCHEDULE["emailsync-redispatch-queued-outgoing"] = {
+    "task": "emailsync.tasks.redispatch_queued_outgoing",
+    "schedule": 60.0,
 }
 # activities: fold buffered analytics increments into the daily aggregates.
 CELERY_BEAT_SCHEDULE["activities-analytics-fold"] = {

@@ -27,6 +27,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from activities.models import ActivitySource, ActivityType, Direction
 from activities.services import activity_log, activity_log_many
@@ -195,7 +196,34 @@ def mailbox_sync_now(*, mailbox: Mailbox) -> None:
     from .tasks import sync_mailbox_task
 
     Mailbox.objects.filter(pk=mailbox.pk).update(next_sync_at=timezone.now())
-    transaction.on_commit(lambda: sync_mailbox_task.delay(mailbox.pk))
+    # If Redis is down the click still succeeds: the mailbox is due now, so the beat fan-out enqueues it.
+    enqueue_on_commit(sync_mailbox_task, mailbox.pk)
+
+
+# --- Enqueueing ------------------------------------------------------------------------------------
+
+# What publishing to an unreachable broker raises (kombu wraps connection errors in OperationalError).
+ENQUEUE_ERRORS: tuple[type[BaseException], ...] = (KombuOperationalError, ConnectionError, OSError)
+
+
+def enqueue(task, *args) -> bool:
+    """Publish ``task(*args)``; False (logged, never raised) when the broker cannot be reached.
+
+    Every enqueue has a row behind it that says the work is still to do (a queued OutgoingEmail, a due
+    Mailbox), so a lost publish is repaired by a beat task that scans those rows, never by the caller.
+    The publish retry policy in settings (CELERY_TASK_PUBLISH_RETRY_POLICY) bounds how long this blocks.
+    """
+    try:
+        task.delay(*args)
+    except ENQUEUE_ERRORS as exc:
+        logger.warning("could not enqueue %s%r (%s); the rows stay due and the beat will re-dispatch them",
+                       task.name, tuple(args), exc)  # fmt: skip
+        return False
+    return True
+
+
+def enqueue_on_commit(task, *args) -> None:
+    transaction.on_commit(lambda: enqueue(task, *args))
 
 
 # --- Lease -----------------------------------------------------------------------------------------
@@ -600,8 +628,9 @@ def outgoing_save(
     if send:
         from .tasks import send_outgoing_email_task
 
-        pk = outgoing.pk
-        transaction.on_commit(lambda: send_outgoing_email_task.delay(pk))
+        # The queued row is the outbox: if this publish is lost (Redis down), redispatch_queued_outgoing
+        # sends the task again once the row has been queued for OUTGOING_REDISPATCH_SECONDS.
+        enqueue_on_commit(send_outgoing_email_task, outgoing.pk)
     return outgoing
 
 
@@ -626,16 +655,34 @@ def _smtp_connect(smtp: SmtpSettings, timeout: float) -> smtplib.SMTP:
 
 
 def outgoing_deliver(outgoing_id: int, *, max_attempts: int = 5, timeout: float = 30.0) -> str:
-    """Send one queued email. Returns the new status; raises SendTransient when a retry should follow."""
+    """Send one queued email. Returns the new status; raises SendTransient when a retry should follow.
+
+    Exactly once per queued row, however many copies of the task run (a redelivery after a worker died,
+    the outbox reconciler's re-dispatch next to a late original): the row stays locked from the status
+    check until it is marked sent, and a copy that finds it locked returns "busy" without waiting. A worker
+    killed mid-send takes its connection, hence the lock, with it; the row is still queued and the
+    redelivered task sends it.
+    """
+    transient = ""
     with transaction.atomic():
-        outgoing = OutgoingEmail.objects.select_for_update().filter(pk=outgoing_id).first()
-        if outgoing is None or outgoing.status != OutgoingStatus.QUEUED:
-            return outgoing.status if outgoing else "missing"
+        outgoing = OutgoingEmail.objects.select_for_update(skip_locked=True).filter(pk=outgoing_id).first()
+        if outgoing is None:
+            return "busy" if OutgoingEmail.objects.filter(pk=outgoing_id).exists() else "missing"
+        if outgoing.status != OutgoingStatus.QUEUED:
+            return outgoing.status
         outgoing.attempts += 1
         outgoing.save(update_fields=["attempts", "updated_at"])
+        status, transient = _outgoing_send(outgoing, max_attempts=max_attempts, timeout=timeout)
+    if transient:
+        raise SendTransient(transient)
+    return status
+
+
+def _outgoing_send(outgoing: OutgoingEmail, *, max_attempts: int, timeout: float) -> tuple[str, str]:
+    """(status, transient error or ""); runs inside outgoing_deliver's transaction, the row locked."""
     smtp = SmtpSettings.objects.for_tenant(outgoing.tenant_id).first()
     if smtp is None:
-        return _outgoing_fail(outgoing, "Outgoing mail is not configured for this workspace.")
+        return _outgoing_fail(outgoing, "Outgoing mail is not configured for this workspace."), ""
     author = outgoing.author
     sender = smtp.from_address or (author.email if author else "")
     author_name = (author.get_full_name() if author else "").replace("\r", " ").replace("\n", " ")
@@ -653,39 +700,38 @@ def outgoing_deliver(outgoing_id: int, *, max_attempts: int = 5, timeout: float 
         with _smtp_connect(smtp, timeout) as server:
             server.send_message(message, from_addr=sender, to_addrs=outgoing.to + outgoing.cc)
     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPAuthenticationError) as exc:
-        return _outgoing_fail(outgoing, f"The mail server refused the message: {exc}")
+        return _outgoing_fail(outgoing, f"The mail server refused the message: {exc}"), ""
     except smtplib.SMTPResponseException as exc:
         if 400 <= exc.smtp_code < 500 and outgoing.attempts < max_attempts:
             _outgoing_note(outgoing, f"Temporary failure ({exc.smtp_code}); retrying.", message_id)
-            raise SendTransient(str(exc)) from exc
-        return _outgoing_fail(outgoing, f"The mail server refused the message ({exc.smtp_code}).")
+            return OutgoingStatus.QUEUED, str(exc) or "temporary failure"
+        return _outgoing_fail(outgoing, f"The mail server refused the message ({exc.smtp_code})."), ""
     except (TimeoutError, OSError, smtplib.SMTPException, SyncError) as exc:
         if outgoing.attempts < max_attempts and not isinstance(exc, HostNotAllowed):
             _outgoing_note(outgoing, f"Could not reach the mail server ({exc}); retrying.", message_id)
-            raise SendTransient(str(exc)) from exc
-        return _outgoing_fail(outgoing, f"Could not send: {exc}")
-    with transaction.atomic():
-        now = timezone.now()
-        OutgoingEmail.objects.filter(pk=outgoing.pk).update(
-            status=OutgoingStatus.SENT, sent_at=now, error="", message_id=message_id, updated_at=now
+            return OutgoingStatus.QUEUED, str(exc) or "could not reach the mail server"
+        return _outgoing_fail(outgoing, f"Could not send: {exc}"), ""
+    now = timezone.now()
+    OutgoingEmail.objects.filter(pk=outgoing.pk).update(
+        status=OutgoingStatus.SENT, sent_at=now, error="", message_id=message_id, updated_at=now
+    )
+    if outgoing.contact is not None:
+        activity_log(
+            tenant=outgoing.tenant,
+            actor=author,
+            type=ActivityType.EMAIL,
+            source=ActivitySource.INTERACTION,
+            direction=Direction.OUTBOUND,
+            agent=author,
+            team=owner_team(tenant=outgoing.tenant, user=author) if author else None,
+            contact=outgoing.contact,
+            summary=outgoing.subject,
+            first_message=(outgoing.body or "")[:280],
+            source_object=outgoing,
+            dedup_key=f"outgoing:{outgoing.pk}",
+            occurred_at=now,
         )
-        if outgoing.contact is not None:
-            activity_log(
-                tenant=outgoing.tenant,
-                actor=author,
-                type=ActivityType.EMAIL,
-                source=ActivitySource.INTERACTION,
-                direction=Direction.OUTBOUND,
-                agent=author,
-                team=owner_team(tenant=outgoing.tenant, user=author) if author else None,
-                contact=outgoing.contact,
-                summary=outgoing.subject,
-                first_message=(outgoing.body or "")[:280],
-                source_object=outgoing,
-                dedup_key=f"outgoing:{outgoing.pk}",
-                occurred_at=now,
-            )
-    return OutgoingStatus.SENT
+    return OutgoingStatus.SENT, ""
 
 
 def _outgoing_note(outgoing: OutgoingEmail, text: str, message_id: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import connection
 
 from crm import rls
@@ -51,7 +52,10 @@ def dispatch_due_mailboxes(limit: int = DISPATCH_LIMIT) -> int:
     with rls.tenant_session(bypass=True):  # deliberately cross-tenant: the beat fan-out
         ids = claim_due_mailboxes(limit)
     for mailbox_id in ids:
-        sync_mailbox_task.delay(mailbox_id)
+        # A lost publish (Redis gone mid-loop) costs a wait: the claimed mailbox is due again after
+        # DISPATCH_CLAIM_SECONDS.
+        if not services.enqueue(sync_mailbox_task, mailbox_id):
+            break
     return len(ids)
 
 
@@ -65,7 +69,7 @@ def sync_mailbox_task(mailbox_id: int) -> str:
         result = services.sync_mailbox(mailbox_id)
     if result.more:
         # A backlog larger than one run: continue right away instead of waiting for the next beat.
-        sync_mailbox_task.delay(mailbox_id)
+        services.enqueue(sync_mailbox_task, mailbox_id)
     logger.info(
         "mailbox %s sync: %s, %s new, %s activities",
         mailbox_id,
@@ -83,3 +87,45 @@ def send_outgoing_email_task(self, outgoing_id: int) -> str:
             return services.outgoing_deliver(outgoing_id, max_attempts=self.max_retries + 1)
     except services.SendTransient as exc:
         raise self.retry(exc=exc, countdown=min(600, 30 * 2**self.request.retries)) from exc
+
+
+def claim_stale_outgoing(older_than_seconds: float, limit: int = DISPATCH_LIMIT) -> list[int]:
+    """Ids of outgoing emails queued and untouched for ``older_than_seconds``, claimed by touching them.
+
+    Rows being delivered right now are locked by outgoing_deliver and skipped. Deliberately cross-tenant:
+    the outbox reconciler serves every tenant.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE emailsync_outgoingemail o SET updated_at = now()
+            FROM (
+                SELECT id FROM emailsync_outgoingemail
+                WHERE status = 'queued' AND updated_at < now() - make_interval(secs => %s)
+                ORDER BY updated_at, id
+                LIMIT %s
+                FOR UPDATE SKIP LOCKED
+            ) stale
+            WHERE o.id = stale.id
+            RETURNING o.id
+            """,
+            [older_than_seconds, limit],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@shared_task(ignore_result=True)
+def redispatch_queued_outgoing(older_than_seconds: float | None = None, limit: int = DISPATCH_LIMIT) -> int:
+    """The outbox reconciler (beat): a queued OutgoingEmail is the outbox entry for its send task, so one
+    whose task was lost (published while Redis was down, or dropped by a Redis restart) is sent again.
+    A re-dispatch next to a live task is harmless: outgoing_deliver sends each row once."""
+    if older_than_seconds is None:
+        older_than_seconds = settings.OUTGOING_REDISPATCH_SECONDS
+    with rls.tenant_session(bypass=True):  # deliberately cross-tenant: the outbox reconciler
+        ids = claim_stale_outgoing(older_than_seconds, limit)
+    for outgoing_id in ids:
+        if not services.enqueue(send_outgoing_email_task, outgoing_id):
+            break  # still unreachable: the rows stay queued and the next run tries again
+    if ids:
+        logger.info("outbox: re-dispatched %s queued outgoing emails", len(ids))
+    return len(ids)
