@@ -149,14 +149,78 @@ def _bucket_start(day: date, bucket: str) -> date:
     return day if bucket == "day" else day - timedelta(days=day.weekday())
 
 
-def volume(*, membership: Membership, period: Period, team_id: int | None = None) -> VolumeSeries:
-    scope = Scope.build(membership, team_id=team_id)
+@dataclass
+class DailyRollup:
+    """What the volume chart, the channel mix and the team / agent tables need, for the period and the
+    previous one, from the per-team and per-agent daily tables (before: five scans of analytics_daily,
+    whose agent dimension barely compresses a busy tenant's days)."""
+
+    period: Period
+    volume: list[tuple[date, str, str, int]]  # (day, type, direction, n), current period, channel types
+    # (column, current?) -> {team or agent id: (handled, logged)}
+    counts: dict[tuple[str, bool], dict[int, tuple[int, int]]]
+
+
+def daily_rollup(*, membership: Membership, period: Period, team_id: int | None = None) -> DailyRollup:
+    """Visibility as Scope: a manager's teams come from analytics_team_daily; their own rows in other
+    teams (or in none) from analytics_daily through its agent index; the agent table is small enough to
+    filter as it is."""
+    params: dict = {
+        "tenant": membership.tenant_id,
+        "prev_start": period.previous.start,
+        "start": period.start,
+        "end": period.end,
+        "interaction_types": [str(t) for t in INTERACTION_TYPES],
+        "team": team_id,
+    }
+    team_filter = " AND team_id = %(team)s" if team_id is not None else ""
+    days = "tenant_id = %(tenant)s AND day BETWEEN %(prev_start)s AND %(end)s" + team_filter
+    team_rows = "SELECT day, team_id, type, direction, n, handled, logged FROM analytics_team_daily_all"
+    team_rows += " WHERE " + days
+    agent_scope = ""
+    if not visibility.sees_whole_tenant(membership):
+        params.update(teams=visibility.team_ids(membership), me=membership.user_id)
+        team_rows += f""" AND team_id = ANY(%(teams)s)
+            UNION ALL
+            SELECT day, team_id, type, direction, n,
+                   CASE WHEN source = 'interaction' AND type = ANY(%(interaction_types)s) THEN n ELSE 0 END,
+                   CASE WHEN source = 'manual' THEN n ELSE 0 END
+              FROM analytics_daily_all
+             WHERE {days} AND agent_id = %(me)s AND team_id <> ALL(%(teams)s)"""  # noqa: S608 - constants only
+        agent_scope = " AND (team_id = ANY(%(teams)s) OR agent_id = %(me)s)"
     rows = _rows(
-        f"""SELECT day, type, direction, sum(n) FROM analytics_daily_all
-             WHERE {scope.sql} AND day BETWEEN %(start)s AND %(end)s AND type = ANY(%(types)s)
-             GROUP BY 1, 2, 3""",  # noqa: S608 - scope.sql is built from constants, values are parameters
-        {**scope.params, "start": period.start, "end": period.end, "types": [str(t) for t in CHANNEL_TYPES]},
+        f"""SELECT GROUPING(day, type, direction) = 0, day, type, direction, team_id, cur,
+                   sum(n), sum(handled), sum(logged)
+              FROM (SELECT *, day >= %(start)s AS cur FROM ({team_rows}) r) d
+             GROUP BY GROUPING SETS ((day, type, direction), (team_id, cur))""",  # noqa: S608 - constants only
+        params,
     )
+    channels = {str(t) for t in CHANNEL_TYPES}
+    volume_rows = []
+    counts: dict[tuple[str, bool], dict[int, tuple[int, int]]] = {
+        (c, cur): {} for c in ("team_id", "agent_id") for cur in (True, False)
+    }
+    for is_volume, day, type_, direction, team, cur, n, handled, logged in rows:
+        if is_volume:
+            if day >= period.start and type_ in channels:
+                volume_rows.append((day, type_, direction, int(n)))
+        elif handled or logged:
+            counts[("team_id", cur)][team] = (int(handled), int(logged))
+    agents = _rows(
+        f"""SELECT agent_id, day >= %(start)s, sum(handled), sum(logged) FROM analytics_agent_daily_all
+             WHERE {days}{agent_scope} GROUP BY 1, 2""",  # noqa: S608 - constants only
+        params,
+    )
+    for agent, cur, handled, logged in agents:
+        if handled or logged:
+            counts[("agent_id", cur)][agent] = (int(handled), int(logged))
+    return DailyRollup(period=period, volume=volume_rows, counts=counts)
+
+
+def volume(
+    *, membership: Membership, period: Period, team_id: int | None = None, rollup: DailyRollup | None = None
+) -> VolumeSeries:
+    rollup = rollup or daily_rollup(membership=membership, period=period, team_id=team_id)
     first = _bucket_start(period.start, period.bucket)
     step = 1 if period.bucket == "day" else 7
     buckets = []
@@ -166,9 +230,9 @@ def volume(*, membership: Membership, period: Period, team_id: int | None = None
         d += timedelta(days=step)
     index = {b: i for i, b in enumerate(buckets)}
     result = VolumeSeries(buckets=buckets)
-    for day, type_, direction, n in rows:
+    for day, type_, direction, n in rollup.volume:
         counts = result.series.setdefault((type_, direction), [0] * len(buckets))
-        counts[index[_bucket_start(day, period.bucket)]] += int(n)
+        counts[index[_bucket_start(day, period.bucket)]] += n
     return result
 
 
@@ -229,14 +293,40 @@ def email_samples(
     contact_ids: list[int] | None = None,
 ) -> list[Sample]:
     """An inbound email that starts a run of inbound mail from a contact, to the next outbound email to
-    that contact (replies after the period still count). Overnight gaps count as elapsed time."""
+    that contact (replies after the period still count). Overnight gaps count as elapsed time. A run is
+    looked for from the period's start: the first inbound email of the period starts one."""
+    return _email_samples_of(
+        membership=membership, periods=[period], team_id=team_id, contact_ids=contact_ids
+    )[0]
+
+
+def _email_samples_of(
+    *,
+    membership: Membership,
+    periods: list[Period],
+    team_id: int | None = None,
+    contact_ids: list[int] | None = None,
+) -> list[list[Sample]]:
+    """email_samples() for several periods in one pass over the emails since the earliest start: a row
+    starts a run in a period when the email before it is not inbound or lies before that period's start
+    (exactly what a separate query from that start sees)."""
     scope = Scope.build(membership, team_id=team_id)
     extra = " AND contact_id = ANY(%(contacts)s)" if contact_ids is not None else ""
+    params = {**scope.params, "contacts": contact_ids or []}
+    flags = []
+    for i, p in enumerate(periods):
+        params[f"s{i}"], params[f"e{i}"] = p.start_dt, p.end_dt
+        flags.append(
+            f"(occurred_at >= %(s{i})s AND occurred_at < %(e{i})s"
+            f" AND (prev_direction IS DISTINCT FROM 'inbound' OR prev_at < %(s{i})s))"
+        )
+    params["start"] = min(p.start_dt for p in periods)
+    params["end"] = max(p.end_dt for p in periods)
     rows = _rows(
         f"""WITH e AS (
               SELECT tenant_id, contact_id, occurred_at, direction, COALESCE(team_id, 0) AS team_id,
                      COALESCE(user_id, 0) AS agent_id,
-                     lag(direction) OVER w AS prev_direction,
+                     lag(direction) OVER w AS prev_direction, lag(occurred_at) OVER w AS prev_at,
                      min(occurred_at) FILTER (WHERE direction = 'outbound') OVER (
                          PARTITION BY contact_id ORDER BY occurred_at, id
                          ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS next_out
@@ -244,15 +334,21 @@ def email_samples(
                WHERE tenant_id = %(tenant)s AND type = 'email' AND deleted_at IS NULL
                  AND contact_id IS NOT NULL AND occurred_at >= %(start)s{extra}
               WINDOW w AS (PARTITION BY contact_id ORDER BY occurred_at, id))
-            SELECT team_id, agent_id, contact_id, EXTRACT(EPOCH FROM next_out - occurred_at) FROM e
-             WHERE direction = 'inbound' AND prev_direction IS DISTINCT FROM 'inbound'
-               AND occurred_at < %(end)s AND {scope.sql}""",  # noqa: S608
-        {**scope.params, "start": period.start_dt, "end": period.end_dt, "contacts": contact_ids or []},
+            SELECT * FROM (
+              SELECT team_id, agent_id, contact_id, EXTRACT(EPOCH FROM next_out - occurred_at),
+                     ARRAY[{", ".join(flags)}] AS member
+                FROM e
+               WHERE direction = 'inbound' AND occurred_at < %(end)s AND {scope.sql}) q
+             WHERE true = ANY(member)""",  # noqa: S608 - constants only
+        params,
     )
-    return [
-        Sample("email", "email", team, agent, contact, float(s) if s is not None else None)
-        for team, agent, contact, s in rows
-    ]
+    out: list[list[Sample]] = [[] for _ in periods]
+    for team, agent, contact, s, member in rows:
+        sample = Sample("email", "email", team, agent, contact, float(s) if s is not None else None)
+        for i, inside in enumerate(member):
+            if inside:
+                out[i].append(sample)
+    return out
 
 
 @dataclass
@@ -320,27 +416,6 @@ def _trend(now: int, before: int) -> float | None:
     return round(100 * (now - before) / before, 1)
 
 
-def _counts_by(
-    membership: Membership, period: Period, team_id: int | None, column: str
-) -> dict[int, tuple[int, int]]:
-    scope = Scope.build(membership, team_id=team_id)
-    rows = _rows(
-        f"""SELECT {column},
-                   sum(n) FILTER (WHERE source = 'interaction' AND type = ANY(%(interaction_types)s)),
-                   sum(n) FILTER (WHERE source = 'manual')
-              FROM analytics_daily_all
-             WHERE {scope.sql} AND day BETWEEN %(start)s AND %(end)s
-             GROUP BY 1""",  # noqa: S608 - column is one of two constants
-        {
-            **scope.params,
-            "start": period.start,
-            "end": period.end,
-            "interaction_types": [str(t) for t in INTERACTION_TYPES],
-        },
-    )
-    return {key: (int(h or 0), int(m or 0)) for key, h, m in rows}
-
-
 def response_samples(*, membership: Membership, period: Period, team_id: int | None = None) -> list[Sample]:
     """Interaction and email response-time samples of the period."""
     return interaction_samples(membership=membership, period=period, team_id=team_id) + email_samples(
@@ -348,22 +423,40 @@ def response_samples(*, membership: Membership, period: Period, team_id: int | N
     )
 
 
+def response_samples_both(
+    *, membership: Membership, period: Period, team_id: int | None = None
+) -> tuple[list[Sample], list[Sample]]:
+    """response_samples() of the period and of the previous one, the email part in one pass."""
+    prev = period.previous
+    now_email, prev_email = _email_samples_of(membership=membership, periods=[period, prev], team_id=team_id)
+    return (
+        interaction_samples(membership=membership, period=period, team_id=team_id) + now_email,
+        interaction_samples(membership=membership, period=prev, team_id=team_id) + prev_email,
+    )
+
+
 def performance(
-    *, membership: Membership, period: Period, team_id: int | None = None, samples: list[Sample] | None = None
+    *,
+    membership: Membership,
+    period: Period,
+    team_id: int | None = None,
+    samples: list[Sample] | None = None,
+    prev_samples: list[Sample] | None = None,
+    rollup: DailyRollup | None = None,
 ) -> tuple[list[PerformanceRow], list[PerformanceRow]]:
     """Rows per team and per agent: interactions handled, activities logged, median response time, and
     the same for the previous period of equal length. ``samples``: the period's response samples when the
-    caller already has them (the dashboard does), so they are not computed twice."""
+    caller already has them (the dashboard does), so they are not computed twice; likewise ``prev_samples``
+    and ``rollup``."""
     from django.contrib.auth import get_user_model
 
-    prev = period.previous
-    if samples is None:
-        samples = response_samples(membership=membership, period=period, team_id=team_id)
-    prev_samples = response_samples(membership=membership, period=prev, team_id=team_id)
+    if samples is None or prev_samples is None:
+        samples, prev_samples = response_samples_both(membership=membership, period=period, team_id=team_id)
+    rollup = rollup or daily_rollup(membership=membership, period=period, team_id=team_id)
     tables = []
     for column, key in (("team_id", lambda s: s.team_id), ("agent_id", lambda s: s.agent_id)):
-        now = _counts_by(membership, period, team_id, column)
-        before = _counts_by(membership, prev, team_id, column)
+        now = rollup.counts[(column, True)]
+        before = rollup.counts[(column, False)]
         stats_now = grouped_stats(samples, key)
         stats_before = grouped_stats(prev_samples, key)
         ids = set(now) | set(before) | set(stats_now)
@@ -416,24 +509,139 @@ class QuietContact:
     silent_days: float
 
 
-def _ranked(membership, period, team_id, column: str, descending: bool, limit: int) -> list[tuple[int, int]]:
+def _period_totals(membership, period, team_id, contact_ids: list[int]) -> dict[int, int]:
+    """Visible activity count in the period of each given contact (only those above zero)."""
     scope = Scope.build(membership, team_id=team_id)
-    order = "DESC" if descending else "ASC"
-    return _rows(
-        f"""SELECT {column}, sum(n) AS total FROM analytics_contact_daily_all
-             WHERE {scope.sql} AND day BETWEEN %(start)s AND %(end)s AND {column} <> 0
-             GROUP BY 1 HAVING sum(n) > 0 ORDER BY total {order}, 1 LIMIT %(limit)s""",  # noqa: S608 - constants only
+    rows = _rows(
+        f"""SELECT contact_id, sum(n) FROM analytics_contact_daily_all
+             WHERE {scope.sql} AND contact_id = ANY(%(contacts)s) AND day BETWEEN %(start)s AND %(end)s
+             GROUP BY 1 HAVING sum(n) > 0""",  # noqa: S608 - constants only
+        {**scope.params, "contacts": contact_ids, "start": period.start, "end": period.end},
+    )
+    return {pk: int(n) for pk, n in rows}
+
+
+def _ranked_full(membership, period, team_id, column: str, limit: int) -> tuple[list, list]:
+    """Most and least engaged by one aggregation of the period's rows: (most, least) as (id, count)."""
+    scope = Scope.build(membership, team_id=team_id)
+    rows = _rows(
+        f"""WITH t AS MATERIALIZED (
+                SELECT {column} AS pk, sum(n) AS total FROM analytics_contact_daily_all
+                 WHERE {scope.sql} AND day BETWEEN %(start)s AND %(end)s AND {column} <> 0
+                 GROUP BY 1 HAVING sum(n) > 0)
+            (SELECT true, pk, total FROM t ORDER BY total DESC, pk LIMIT %(limit)s)
+            UNION ALL
+            (SELECT false, pk, total FROM t ORDER BY total ASC, pk LIMIT %(limit)s)""",  # noqa: S608 - constants only
         {**scope.params, "start": period.start, "end": period.end, "limit": limit},
     )
+    most = [(pk, int(n)) for top, pk, n in rows if top]
+    least = [(pk, int(n)) for top, pk, n in rows if not top]
+    return most, least
+
+
+# Contacts examined by the pruned rankings before they give up and aggregate the whole period.
+RANK_SCAN_LIMIT = 4000
+RANK_BATCH = 200
+
+
+def _most_contacts(membership, period, team_id, limit: int) -> list[tuple[int, int]] | None:
+    """The most engaged contacts without aggregating every contact of the period: a contact's count in
+    any period is at most its all-time count (analytics_contact_summary, base + pending increments), so
+    contacts are examined in descending all-time count until the next one cannot beat the current
+    ``limit``-th (a tie could still win on id, so it is examined). None when that takes too long."""
+    tenant = membership.tenant_id
+    pending = dict(
+        _rows(
+            """SELECT contact_id, sum(n) FROM analytics_contact_summary_delta
+                WHERE tenant_id = %(tenant)s GROUP BY 1""",
+            {"tenant": tenant},
+        )
+    )
+    max_pending = max(pending.values(), default=0)
+    best: dict[int, int] = {}
+
+    def consider(ids):
+        best.update(_period_totals(membership, period, team_id, ids))
+
+    def threshold():
+        ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return ranked, (ranked[-1][1] if len(ranked) == limit else 0)
+
+    if pending:
+        consider(list(pending))
+    after: tuple[int, int] | None = None
+    scanned = 0
+    while scanned < RANK_SCAN_LIMIT:
+        keyset = "AND (n < %(n)s OR (n = %(n)s AND contact_id > %(id)s))" if after else ""
+        batch = _rows(
+            f"""SELECT contact_id, n FROM analytics_contact_summary WHERE tenant_id = %(tenant)s {keyset}
+                 ORDER BY n DESC, contact_id LIMIT %(batch)s""",  # noqa: S608 - constants only
+            {"tenant": tenant, "batch": RANK_BATCH, "n": after[0] if after else 0, "id": after and after[1]},
+        )
+        if not batch:
+            return threshold()[0]
+        _, bar = threshold()
+        # Only contacts whose bound can still reach the bar.
+        ids = [pk for pk, n in batch if n + max_pending >= bar]
+        if ids:
+            consider(ids)
+        scanned += len(batch)
+        after = (batch[-1][1], batch[-1][0])
+        ranked, bar = threshold()
+        if len(ranked) == limit and after[0] + max_pending < bar:
+            return ranked
+    return None
+
+
+def _least_contacts(membership, period, team_id, limit: int) -> list[tuple[int, int]] | None:
+    """The least engaged contacts (fewest visible activities in the period, then lowest id) without
+    aggregating every contact: no count is below 1, so the first ``limit`` contacts in id order whose
+    count is exactly 1 are the answer. None when they are not found quickly (counts above 1)."""
+    tenant = membership.tenant_id
+    found: list[tuple[int, int]] = []
+    after = 0
+    scanned = 0
+    while scanned < RANK_SCAN_LIMIT:
+        ids = [
+            pk
+            for (pk,) in _rows(
+                """(SELECT contact_id FROM analytics_contact_summary
+                     WHERE tenant_id = %(tenant)s AND contact_id > %(after)s ORDER BY 1 LIMIT %(batch)s)
+                   UNION
+                   (SELECT contact_id FROM analytics_contact_summary_delta
+                     WHERE tenant_id = %(tenant)s AND contact_id > %(after)s ORDER BY 1 LIMIT %(batch)s)
+                   ORDER BY 1 LIMIT %(batch)s""",
+                {"tenant": tenant, "after": after, "batch": RANK_BATCH},
+            )
+        ]
+        if not ids:
+            return None  # every contact examined, fewer than ``limit`` with a count of 1
+        totals = _period_totals(membership, period, team_id, ids)
+        for pk in ids:
+            if totals.get(pk) == 1:
+                found.append((pk, 1))
+                if len(found) == limit:
+                    return found
+        scanned += len(ids)
+        after = ids[-1]
+    return None
 
 
 def engagement(
     *, membership: Membership, period: Period, team_id: int | None = None, limit: int = 10
 ) -> Engagement:
+    most_c = _most_contacts(membership, period, team_id, limit)
+    least_c = _least_contacts(membership, period, team_id, limit)
+    if most_c is None or least_c is None:
+        full_most, full_least = _ranked_full(membership, period, team_id, "contact_id", limit)
+        most_c = full_most if most_c is None else most_c
+        least_c = full_least if least_c is None else least_c
+    most_a, least_a = _ranked_full(membership, period, team_id, "account_id", limit)
     ranked = {
-        (col, desc): _ranked(membership, period, team_id, col, desc, limit)
-        for col in ("contact_id", "account_id")
-        for desc in (True, False)
+        ("contact_id", True): most_c,
+        ("contact_id", False): least_c,
+        ("account_id", True): most_a,
+        ("account_id", False): least_a,
     }
     contact_ids = {pk for key in ranked if key[0] == "contact_id" for pk, _ in ranked[key]}
     account_ids = {pk for key in ranked if key[0] == "account_id" for pk, _ in ranked[key]}
@@ -467,18 +675,19 @@ def going_quiet(
                             WHERE c.id = s.contact_id AND c.tenant_id = s.tenant_id
                               AND (c.team_id = ANY(%(teams)s) OR c.owner_id = %(me)s))"""
         params.update(teams=visibility.team_ids(membership), me=membership.user_id)
+    # Arithmetic in float8 seconds (EXTRACT yields numeric, several times slower over every contact).
     rows = _rows(
-        f"""SELECT s.contact_id, s.n, s.last_at,
-                   EXTRACT(EPOCH FROM (s.last_at - s.first_at)) / 86400.0 / (s.n - 1) AS gap_days,
-                   EXTRACT(EPOCH FROM (%(now)s - s.last_at)) / 86400.0 AS silent_days
-              FROM analytics_contact_summary_all s
-             WHERE s.tenant_id = %(tenant)s AND s.n >= 3
-               AND %(now)s - s.last_at > GREATEST(2 * (s.last_at - s.first_at) / (s.n - 1), interval '7 days')
-               {visible}
-             ORDER BY (EXTRACT(EPOCH FROM (%(now)s - s.last_at)) + 1)
-                      / (EXTRACT(EPOCH FROM (s.last_at - s.first_at)) / (s.n - 1) + 1) DESC, s.contact_id
+        f"""SELECT contact_id, n, last_at, gap / 86400.0, silent / 86400.0
+              FROM (SELECT s.contact_id, s.n, s.last_at,
+                           date_part('epoch', s.last_at - s.first_at) / (s.n - 1) AS gap,
+                           date_part('epoch', %(now)s - s.last_at) AS silent
+                      FROM analytics_contact_summary_all s
+                     WHERE s.tenant_id = %(tenant)s AND s.n >= 3 AND s.last_at < %(week_ago)s
+                       {visible}) q
+             WHERE silent > GREATEST(2 * gap, 604800)
+             ORDER BY (silent + 1) / (gap + 1) DESC, contact_id
              LIMIT %(limit)s""",  # noqa: S608 - the visibility clause is a constant
-        params,
+        {**params, "week_ago": now - timedelta(days=7)},
     )
     objects = Contact.objects.for_tenant(membership.tenant_id).in_bulk([r[0] for r in rows])
     return [

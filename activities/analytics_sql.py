@@ -14,6 +14,10 @@ the base tables.
 
 Tables (all keyed tenant-first; 0 stands for "none" in team/agent/contact/account columns):
 - analytics_daily: counts per (day, team, agent, type, source, direction): volume, channel mix, teams.
+- analytics_team_daily: counts per (day, team, type, direction), with the handled / logged parts: volume,
+  channel mix, the team table (far fewer rows than analytics_daily, whose agent dimension barely
+  compresses a busy tenant's days).
+- analytics_agent_daily: handled / logged per (day, team, agent): the agent table.
 - analytics_contact_daily: counts per (contact, day, account, team, agent, type): engagement, per-contact.
 - analytics_contact_summary: per contact n / first / last occurrence: recency and rhythm ("going quiet").
 - analytics_interaction_response: per interaction first inbound and first agent reply after it.
@@ -55,6 +59,8 @@ CREATE TABLE IF NOT EXISTS analytics_contact_summary (
     last_at timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, contact_id)
 );
+-- The most-engaged ranking examines contacts in descending all-time count (activities/analytics.py).
+CREATE INDEX IF NOT EXISTS analytics_contact_summary_rank ON analytics_contact_summary (tenant_id, n DESC, contact_id);
 
 CREATE TABLE IF NOT EXISTS analytics_interaction_response (
     interaction_id bigint PRIMARY KEY,
@@ -68,6 +74,44 @@ CREATE TABLE IF NOT EXISTS analytics_interaction_response (
 );
 CREATE INDEX IF NOT EXISTS analytics_interaction_response_day
     ON analytics_interaction_response (tenant_id, first_in) WHERE first_in IS NOT NULL;
+
+-- Per team (no agent, no source): volume, channel mix and the team table; a busy tenant's day is a few
+-- hundred rows instead of thousands. handled / logged: the rows the team and agent tables count
+-- (source 'interaction' of an interaction channel; source 'manual'). Keep the channel list in step with
+-- activities.analytics.INTERACTION_TYPES.
+CREATE TABLE IF NOT EXISTS analytics_team_daily (
+    tenant_id bigint NOT NULL,
+    day date NOT NULL,
+    team_id bigint NOT NULL DEFAULT 0,
+    type varchar(20) NOT NULL,
+    direction varchar(10) NOT NULL,
+    n integer NOT NULL,
+    handled integer NOT NULL,
+    logged integer NOT NULL,
+    PRIMARY KEY (tenant_id, day, team_id, type, direction)
+);
+-- Per agent, only the handled / logged counts (rows with neither are not kept).
+CREATE TABLE IF NOT EXISTS analytics_agent_daily (
+    tenant_id bigint NOT NULL,
+    day date NOT NULL,
+    team_id bigint NOT NULL DEFAULT 0,
+    agent_id integer NOT NULL DEFAULT 0,
+    handled integer NOT NULL,
+    logged integer NOT NULL,
+    PRIMARY KEY (tenant_id, day, team_id, agent_id)
+);
+-- A manager's own rows outside their teams are read from analytics_daily by agent.
+CREATE INDEX IF NOT EXISTS analytics_daily_agent ON analytics_daily (tenant_id, agent_id, day);
+CREATE TABLE IF NOT EXISTS analytics_team_daily_delta (
+    tenant_id bigint NOT NULL, day date NOT NULL, team_id bigint NOT NULL, type varchar(20) NOT NULL,
+    direction varchar(10) NOT NULL, n integer NOT NULL, handled integer NOT NULL, logged integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS analytics_team_daily_delta_day ON analytics_team_daily_delta (tenant_id, day);
+CREATE TABLE IF NOT EXISTS analytics_agent_daily_delta (
+    tenant_id bigint NOT NULL, day date NOT NULL, team_id bigint NOT NULL, agent_id integer NOT NULL,
+    handled integer NOT NULL, logged integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS analytics_agent_daily_delta_day ON analytics_agent_daily_delta (tenant_id, day);
 
 CREATE TABLE IF NOT EXISTS analytics_daily_delta (
     tenant_id bigint NOT NULL, day date NOT NULL, team_id bigint NOT NULL, agent_id integer NOT NULL,
@@ -90,6 +134,16 @@ CREATE OR REPLACE VIEW analytics_daily_all AS
 SELECT tenant_id, day, team_id, agent_id, type, source, direction, n FROM analytics_daily
 UNION ALL
 SELECT tenant_id, day, team_id, agent_id, type, source, direction, n FROM analytics_daily_delta;
+
+CREATE OR REPLACE VIEW analytics_team_daily_all AS
+SELECT tenant_id, day, team_id, type, direction, n, handled, logged FROM analytics_team_daily
+UNION ALL
+SELECT tenant_id, day, team_id, type, direction, n, handled, logged FROM analytics_team_daily_delta;
+
+CREATE OR REPLACE VIEW analytics_agent_daily_all AS
+SELECT tenant_id, day, team_id, agent_id, handled, logged FROM analytics_agent_daily
+UNION ALL
+SELECT tenant_id, day, team_id, agent_id, handled, logged FROM analytics_agent_daily_delta;
 
 CREATE OR REPLACE VIEW analytics_contact_daily_all AS
 SELECT tenant_id, contact_id, day, account_id, team_id, agent_id, type, n FROM analytics_contact_daily
@@ -118,9 +172,18 @@ CREATE OR REPLACE FUNCTION analytics_apply(
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_day date := (p_at AT TIME ZONE 'UTC')::date;
+    v_handled integer := CASE WHEN p_source = 'interaction' AND p_type IN ('call', 'sms', 'whatsapp', 'chat')
+                              THEN p_delta ELSE 0 END;
+    v_logged integer := CASE WHEN p_source = 'manual' THEN p_delta ELSE 0 END;
 BEGIN
     INSERT INTO analytics_daily_delta (tenant_id, day, team_id, agent_id, type, source, direction, n)
     VALUES (p_tenant, v_day, COALESCE(p_team, 0), COALESCE(p_agent, 0), p_type, p_source, p_direction, p_delta);
+    INSERT INTO analytics_team_daily_delta (tenant_id, day, team_id, type, direction, n, handled, logged)
+    VALUES (p_tenant, v_day, COALESCE(p_team, 0), p_type, p_direction, p_delta, v_handled, v_logged);
+    IF v_handled <> 0 OR v_logged <> 0 THEN
+        INSERT INTO analytics_agent_daily_delta (tenant_id, day, team_id, agent_id, handled, logged)
+        VALUES (p_tenant, v_day, COALESCE(p_team, 0), COALESCE(p_agent, 0), v_handled, v_logged);
+    END IF;
     IF p_contact IS NULL THEN
         RETURN;
     END IF;
@@ -163,6 +226,16 @@ BEGIN
     INSERT INTO analytics_daily AS d (tenant_id, day, team_id, agent_id, type, source, direction, n)
     SELECT tenant_id, day, team_id, agent_id, type, source, direction, sum(n) FROM moved GROUP BY 1, 2, 3, 4, 5, 6, 7
     ON CONFLICT (tenant_id, day, team_id, agent_id, type, source, direction) DO UPDATE SET n = d.n + EXCLUDED.n;
+    WITH moved AS (DELETE FROM analytics_team_daily_delta RETURNING *)
+    INSERT INTO analytics_team_daily AS d (tenant_id, day, team_id, type, direction, n, handled, logged)
+    SELECT tenant_id, day, team_id, type, direction, sum(n), sum(handled), sum(logged) FROM moved GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT (tenant_id, day, team_id, type, direction) DO UPDATE
+       SET n = d.n + EXCLUDED.n, handled = d.handled + EXCLUDED.handled, logged = d.logged + EXCLUDED.logged;
+    WITH moved AS (DELETE FROM analytics_agent_daily_delta RETURNING *)
+    INSERT INTO analytics_agent_daily AS d (tenant_id, day, team_id, agent_id, handled, logged)
+    SELECT tenant_id, day, team_id, agent_id, sum(handled), sum(logged) FROM moved GROUP BY 1, 2, 3, 4
+    ON CONFLICT (tenant_id, day, team_id, agent_id) DO UPDATE
+       SET handled = d.handled + EXCLUDED.handled, logged = d.logged + EXCLUDED.logged;
     WITH moved AS (DELETE FROM analytics_contact_daily_delta RETURNING *)
     INSERT INTO analytics_contact_daily AS c (tenant_id, contact_id, day, account_id, team_id, agent_id, type, n)
     SELECT tenant_id, contact_id, day, account_id, team_id, agent_id, type, sum(n) FROM moved GROUP BY 1, 2, 3, 4, 5, 6, 7
@@ -302,22 +375,37 @@ BEGIN
 END;
 $$;
 
--- Rebuild every aggregate from the raw rows (after a bulk load with triggers disabled).
+-- Rebuild every aggregate from the raw rows (after a bulk load with triggers disabled). Rows are written
+-- in (tenant, day) order: a period's rows then sit on few pages (unordered, a 90-day read touched one page
+-- per four rows); the fold appends new days in order afterwards.
 CREATE OR REPLACE FUNCTION analytics_rebuild() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     TRUNCATE analytics_daily, analytics_contact_daily, analytics_contact_summary, analytics_interaction_response,
-             analytics_daily_delta, analytics_contact_daily_delta, analytics_contact_summary_delta;
+             analytics_daily_delta, analytics_contact_daily_delta, analytics_contact_summary_delta,
+             analytics_team_daily, analytics_team_daily_delta, analytics_agent_daily, analytics_agent_daily_delta;
     INSERT INTO analytics_daily (tenant_id, day, team_id, agent_id, type, source, direction, n)
     SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, COALESCE(team_id, 0), COALESCE(agent_id, 0),
            type, source, direction, count(*)
-      FROM activity_feed GROUP BY 1, 2, 3, 4, 5, 6, 7;
+      FROM activity_feed GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2;
+    INSERT INTO analytics_team_daily (tenant_id, day, team_id, type, direction, n, handled, logged)
+    SELECT tenant_id, day, team_id, type, direction, sum(n),
+           COALESCE(sum(n) FILTER (WHERE source = 'interaction' AND type IN ('call', 'sms', 'whatsapp', 'chat')), 0),
+           COALESCE(sum(n) FILTER (WHERE source = 'manual'), 0)
+      FROM analytics_daily GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2;
+    INSERT INTO analytics_agent_daily (tenant_id, day, team_id, agent_id, handled, logged)
+    SELECT * FROM (
+        SELECT tenant_id, day, team_id, agent_id,
+               COALESCE(sum(n) FILTER (WHERE source = 'interaction' AND type IN ('call', 'sms', 'whatsapp', 'chat')), 0) AS handled,
+               COALESCE(sum(n) FILTER (WHERE source = 'manual'), 0) AS logged
+          FROM analytics_daily GROUP BY 1, 2, 3, 4) a
+     WHERE handled <> 0 OR logged <> 0 ORDER BY 1, 2;
     INSERT INTO analytics_contact_daily (tenant_id, contact_id, day, account_id, team_id, agent_id, type, n)
     SELECT tenant_id, contact_id, (occurred_at AT TIME ZONE 'UTC')::date, COALESCE(account_id, 0),
            COALESCE(team_id, 0), COALESCE(agent_id, 0), type, count(*)
-      FROM activity_feed WHERE contact_id IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7;
+      FROM activity_feed WHERE contact_id IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 3;
     INSERT INTO analytics_contact_summary (tenant_id, contact_id, n, first_at, last_at)
     SELECT tenant_id, contact_id, count(*), min(occurred_at), max(occurred_at)
-      FROM activity_feed WHERE contact_id IS NOT NULL GROUP BY 1, 2;
+      FROM activity_feed WHERE contact_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2;
     INSERT INTO analytics_interaction_response
            (interaction_id, tenant_id, channel, team_id, agent_id, contact_id, first_in, first_out)
     SELECT i.id, i.tenant_id, i.channel, COALESCE(i.team_id, 0), COALESCE(i.agent_id, 0), COALESCE(i.contact_id, 0),
@@ -365,7 +453,10 @@ DROP FUNCTION IF EXISTS analytics_apply(bigint, timestamptz, bigint, integer, bi
                                         varchar, integer, boolean);
 DROP FUNCTION IF EXISTS analytics_recount_contact(bigint, bigint);
 DROP FUNCTION IF EXISTS analytics_fold();
-DROP VIEW IF EXISTS analytics_daily_all, analytics_contact_daily_all, analytics_contact_summary_all;
+DROP VIEW IF EXISTS analytics_daily_all, analytics_contact_daily_all, analytics_contact_summary_all,
+                   analytics_team_daily_all, analytics_agent_daily_all;
+DROP TABLE IF EXISTS analytics_team_daily, analytics_team_daily_delta, analytics_agent_daily,
+                     analytics_agent_daily_delta;
 DROP TABLE IF EXISTS analytics_daily_delta, analytics_contact_daily_delta, analytics_contact_summary_delta;
 DROP TABLE IF EXISTS analytics_interaction_response, analytics_contact_summary, analytics_contact_daily,
                      analytics_daily;

@@ -34,15 +34,23 @@ def _filters(request):
 def _dashboard_context(request):
     period, team_id, teams, errors = _filters(request)
     membership = request.membership
-    series = analytics.volume(membership=membership, period=period, team_id=team_id)
+    rollup = analytics.daily_rollup(membership=membership, period=period, team_id=team_id)
+    series = analytics.volume(membership=membership, period=period, team_id=team_id, rollup=rollup)
     mix = analytics.channel_mix(series)
-    samples = analytics.response_samples(membership=membership, period=period, team_id=team_id)
+    samples, prev_samples = analytics.response_samples_both(
+        membership=membership, period=period, team_id=team_id
+    )
     type_names = dict(ActivityType.choices)
     by_channel = {
         type_names.get(k, k): v for k, v in analytics.grouped_stats(samples, lambda s: s.channel).items()
     }
     team_rows, agent_rows = analytics.performance(
-        membership=membership, period=period, team_id=team_id, samples=samples
+        membership=membership,
+        period=period,
+        team_id=team_id,
+        samples=samples,
+        prev_samples=prev_samples,
+        rollup=rollup,
     )
     team_names = {t.pk: t.name for t in teams}
     by_team = {

@@ -33,6 +33,10 @@ EXTRA_TABLES = [
     "analytics_daily_delta",
     "analytics_contact_daily_delta",
     "analytics_contact_summary_delta",
+    "analytics_team_daily",
+    "analytics_team_daily_delta",
+    "analytics_agent_daily",
+    "analytics_agent_daily_delta",
 ]
 # Views that must read their tables with the querying role's rights.
 INVOKER_VIEWS = [
@@ -40,6 +44,8 @@ INVOKER_VIEWS = [
     "analytics_daily_all",
     "analytics_contact_daily_all",
     "analytics_contact_summary_all",
+    "analytics_team_daily_all",
+    "analytics_agent_daily_all",
 ]
 
 FUNCTIONS = r"""

@@ -23,6 +23,7 @@ from tests.factories import (
     MembershipFactory,
     QueueFactory,
     TeamFactory,
+    UserFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -245,6 +246,54 @@ def test_most_and_least_engaged_and_accounts(tenant, team, admin):
     assert [(a.name, n) for a, n in e.most_accounts] == [("Busy Corp", 3)]
 
 
+def test_pruned_engagement_rankings_match_a_full_aggregation(
+    tenant, team, other_team, admin, make_member, monkeypatch
+):
+    """Most engaged (examined in descending all-time count, stopping early) and least engaged (first
+    contacts in id order with a count of 1) equal one aggregation over every contact, for the whole tenant
+    and a manager's scope, with pending (unfolded) increments and tiny batches so the loops run."""
+    monkeypatch.setattr(analytics, "RANK_BATCH", 3)
+    manager = make_member(tenant, Role.MANAGER, teams=[team], email=True)
+    rng = random.Random(7)
+    contacts = [ContactFactory(tenant=tenant) for _ in range(30)]
+    for i, contact in enumerate(contacts):
+        for _ in range(rng.choice([0, 1, 1, 2, 3, 8]) + (20 if i % 11 == 0 else 0)):
+            ActivityFactory(
+                tenant=tenant,
+                team=rng.choice([team, other_team, None]),
+                contact=contact,
+                occurred_at=at(DAY + timedelta(days=rng.randint(-40, 5)), rng.randint(0, 23)),
+            )
+        if i == 15:
+            with connection.cursor() as c:
+                c.execute("SELECT analytics_fold()")  # some counts folded, the rest pending
+    p = period(DAY - timedelta(days=10), DAY)
+    for membership in (admin, manager):
+        for team_id in (None, team.pk):
+            full_most, full_least = analytics._ranked_full(membership, p, team_id, "contact_id", 5)
+            assert analytics._most_contacts(membership, p, team_id, 5) == full_most
+            least = analytics._least_contacts(membership, p, team_id, 5)
+            assert least is None or least == full_least
+            e = analytics.engagement(membership=membership, period=p, team_id=team_id, limit=5)
+            assert [(c.pk, n) for c, n in e.most_contacts] == full_most
+            assert [(c.pk, n) for c, n in e.least_contacts] == full_least
+
+
+def test_manager_team_and_agent_tables_count_own_rows_outside_their_teams(
+    tenant, team, other_team, make_member
+):
+    manager = make_member(tenant, Role.MANAGER, teams=[team], email=True)
+    colleague = make_member(tenant, Role.AGENT, teams=[other_team])
+    ActivityFactory(tenant=tenant, team=team, user=colleague.user, source="manual", occurred_at=at(DAY))
+    ActivityFactory(tenant=tenant, team=other_team, user=manager.user, source="manual", occurred_at=at(DAY))
+    ActivityFactory(tenant=tenant, team=None, user=manager.user, source="manual", occurred_at=at(DAY))
+    ActivityFactory(tenant=tenant, team=other_team, user=colleague.user, source="manual", occurred_at=at(DAY))
+    teams, agents = analytics.performance(membership=manager, period=period(DAY, DAY))
+    assert {(r.label, r.logged) for r in teams} == {(team.name, 1), (other_team.name, 1), ("No team", 1)}
+    by_agent = {r.label: r.logged for r in agents}
+    assert sorted(by_agent.values()) == [1, 2]  # the colleague's row in my team; my two rows
+
+
 def test_going_quiet_against_own_rhythm(tenant, team, admin):
     now = at(DAY + timedelta(60))
     regular = ContactFactory(tenant=tenant, team=team, name="Weekly")
@@ -347,7 +396,37 @@ def _aggregates():
                  FROM activity_feed WHERE contact_id IS NOT NULL GROUP BY 1, 2"""
         )
         summary_raw = set(c.fetchall())
-    return (daily, contact, summary), (daily_raw, contact_raw, summary_raw)
+        handled = "source = 'interaction' AND type IN ('call', 'sms', 'whatsapp', 'chat')"
+        assert [str(t) for t in analytics.INTERACTION_TYPES] == ["call", "sms", "whatsapp", "chat"]
+        c.execute(
+            "SELECT tenant_id, day, team_id, type, direction, sum(n)::int, sum(handled)::int,"
+            " sum(logged)::int"
+            " FROM analytics_team_daily_all GROUP BY 1, 2, 3, 4, 5"
+            " HAVING sum(n) <> 0 OR sum(handled) <> 0 OR sum(logged) <> 0"
+        )
+        team = set(c.fetchall())
+        c.execute(
+            f"""SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, COALESCE(team_id, 0), type,
+                       direction, count(*)::int, (count(*) FILTER (WHERE {handled}))::int,
+                       (count(*) FILTER (WHERE source = 'manual'))::int
+                  FROM activity_feed GROUP BY 1, 2, 3, 4, 5"""  # noqa: S608 - constants only
+        )
+        team_raw = set(c.fetchall())
+        c.execute(
+            "SELECT tenant_id, day, team_id, agent_id, sum(handled)::int, sum(logged)::int"
+            " FROM analytics_agent_daily_all GROUP BY 1, 2, 3, 4 HAVING sum(handled) <> 0 OR sum(logged) <> 0"
+        )
+        agent = set(c.fetchall())
+        c.execute(
+            f"""SELECT * FROM (
+                  SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, COALESCE(team_id, 0),
+                         COALESCE(agent_id, 0), (count(*) FILTER (WHERE {handled}))::int AS h,
+                         (count(*) FILTER (WHERE source = 'manual'))::int AS l
+                    FROM activity_feed GROUP BY 1, 2, 3, 4) a
+                 WHERE h <> 0 OR l <> 0"""  # noqa: S608 - constants only
+        )
+        agent_raw = set(c.fetchall())
+    return (daily, contact, summary, team, agent), (daily_raw, contact_raw, summary_raw, team_raw, agent_raw)
 
 
 def test_aggregates_agree_with_raw_rows_after_random_writes(tenant, other_tenant, team, other_team):
@@ -355,6 +434,8 @@ def test_aggregates_agree_with_raw_rows_after_random_writes(tenant, other_tenant
     tenants = [tenant, other_tenant]
     teams = {tenant.pk: [team, other_team, None], other_tenant.pk: [TeamFactory(tenant=other_tenant), None]}
     contacts = {t.pk: [ContactFactory(tenant=t) for _ in range(4)] + [None] for t in tenants}
+    # agents: the per-agent table keeps handled / logged per (day, team, agent)
+    agents = {t.pk: [UserFactory(), UserFactory(), None] for t in tenants}
     activities, closed = [], []
     types = ["call", "email", "sms", "note", "meeting"]
     for step in range(160):
@@ -369,6 +450,7 @@ def test_aggregates_agree_with_raw_rows_after_random_writes(tenant, other_tenant
                     type=rng.choice(types),
                     direction=rng.choice(Direction.values),
                     source=rng.choice(ActivitySource.values),
+                    user=rng.choice(agents[t.pk]),
                     occurred_at=at(DAY + timedelta(days=rng.randint(0, 5)), rng.randint(0, 23)),
                 )
             )
@@ -378,6 +460,7 @@ def test_aggregates_agree_with_raw_rows_after_random_writes(tenant, other_tenant
                     tenant=t,
                     team=rng.choice(teams[t.pk]),
                     contact=rng.choice(contacts[t.pk]),
+                    agent=rng.choice(agents[t.pk]),
                     started_at=at(DAY + timedelta(days=rng.randint(0, 5))),
                 )
             )
@@ -390,6 +473,8 @@ def test_aggregates_agree_with_raw_rows_after_random_writes(tenant, other_tenant
             a.type = rng.choice(types)
             a.contact = rng.choice(contacts[a.tenant_id])
             a.team = rng.choice(teams[a.tenant_id])
+            a.user = rng.choice(agents[a.tenant_id])
+            a.source = rng.choice(ActivitySource.values)
             a.occurred_at = a.occurred_at + timedelta(hours=rng.randint(-30, 30))
             a.save()
         elif op < 0.9:
@@ -408,12 +493,17 @@ def test_aggregates_agree_with_raw_rows_after_random_writes(tenant, other_tenant
     stored, raw = _aggregates()
     assert stored == raw
     assert stored[0], "the random mix produced no rows at all"
+    assert stored[3] and stored[4], "no per-team or per-agent rows"
+    assert {agent for *_, agent, _h, _lg in stored[4]} - {0}, "no row with an agent"
+    assert any(h for *_, h, _l in stored[4]) and any(lg for *_, lg in stored[4]), "no handled / logged rows"
     # after a final fold the base tables alone agree, and nothing is left pending
     with connection.cursor() as c:
         c.execute("SELECT analytics_fold()")
         c.execute(
             "SELECT (SELECT count(*) FROM analytics_daily_delta)"
             " + (SELECT count(*) FROM analytics_contact_daily_delta)"
+            " + (SELECT count(*) FROM analytics_team_daily_delta)"
+            " + (SELECT count(*) FROM analytics_agent_daily_delta)"
         )
         assert c.fetchone()[0] == 0
         c.execute(
@@ -421,6 +511,16 @@ def test_aggregates_agree_with_raw_rows_after_random_writes(tenant, other_tenant
             " FROM analytics_daily WHERE n <> 0"
         )
         assert set(c.fetchall()) == raw[0]
+        c.execute(
+            "SELECT tenant_id, day, team_id, type, direction, n, handled, logged FROM analytics_team_daily"
+            " WHERE n <> 0 OR handled <> 0 OR logged <> 0"
+        )
+        assert set(c.fetchall()) == raw[3]
+        c.execute(
+            "SELECT tenant_id, day, team_id, agent_id, handled, logged FROM analytics_agent_daily"
+            " WHERE handled <> 0 OR logged <> 0"
+        )
+        assert set(c.fetchall()) == raw[4]
 
 
 # --- Pages ------------------------------------------------------------------------------------------------
