@@ -327,9 +327,12 @@ def _email_samples_of(
               SELECT tenant_id, contact_id, occurred_at, direction, COALESCE(team_id, 0) AS team_id,
                      COALESCE(user_id, 0) AS agent_id,
                      lag(direction) OVER w AS prev_direction, lag(occurred_at) OVER w AS prev_at,
+                     -- The first outbound after the row, as a running min in reverse order: the frame's
+                     -- head stays put, so it grows row by row (a frame from 1 FOLLOWING re-aggregated
+                     -- the rest of the partition for every row: quadratic in a heavy contact's mail).
                      min(occurred_at) FILTER (WHERE direction = 'outbound') OVER (
-                         PARTITION BY contact_id ORDER BY occurred_at, id
-                         ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS next_out
+                         PARTITION BY contact_id ORDER BY occurred_at DESC, id DESC
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS next_out
                 FROM crm_activities
                WHERE tenant_id = %(tenant)s AND type = 'email' AND deleted_at IS NULL
                  AND contact_id IS NOT NULL AND occurred_at >= %(start)s{extra}

@@ -189,6 +189,46 @@ def test_email_response_time_from_first_unanswered_inbound(tenant, team, admin):
     )
 
 
+def test_email_samples_of_two_periods_match_a_reference(tenant, team, admin):
+    """Random mail (ties in time included) against a plain reading of the rule, for one period and for
+    the dashboard's single pass over the period and the previous one (runs looked for from each start)."""
+    rng = random.Random(99)
+    contacts = [ContactFactory(tenant=tenant, team=team) for _ in range(4)]
+    for _ in range(120):
+        ActivityFactory(
+            tenant=tenant,
+            team=team,
+            contact=rng.choice(contacts),
+            type="email",
+            direction=rng.choice(["inbound", "inbound", "outbound", "none"]),
+            occurred_at=at(DAY + timedelta(days=rng.randint(-12, 8)), rng.choice([9, 9, 13, 22])),
+        )
+    rows = list(
+        Activity.objects.filter(tenant=tenant, type="email").order_by("contact_id", "occurred_at", "id")
+    )
+
+    def reference(p):
+        out = []
+        for contact in contacts:
+            mine = [a for a in rows if a.contact_id == contact.pk and a.occurred_at >= p.start_dt]
+            for i, a in enumerate(mine):
+                if a.direction != "inbound" or a.occurred_at >= p.end_dt:
+                    continue
+                if i and mine[i - 1].direction == "inbound":
+                    continue
+                reply = next((b.occurred_at for b in mine[i + 1 :] if b.direction == "outbound"), None)
+                out.append((contact.pk, (reply - a.occurred_at).total_seconds() if reply else None))
+        return sorted(out, key=repr)
+
+    now = period(DAY - timedelta(days=3), DAY + timedelta(days=2))
+    got = analytics.email_samples(membership=admin, period=now)
+    assert sorted(((x.contact_id, x.seconds) for x in got), key=repr) == reference(now)
+    both = analytics._email_samples_of(membership=admin, periods=[now, now.previous])
+    for p, samples in zip([now, now.previous], both, strict=True):
+        assert sorted(((x.contact_id, x.seconds) for x in samples), key=repr) == reference(p)
+        assert samples, "no samples in a period"
+
+
 def test_median_and_p90_match_hand_computation():
     samples = [analytics.Sample("email", "email", 0, 0, 0, float(s)) for s in (10, 20, 30, 40, 1000)]
     samples.append(analytics.Sample("email", "email", 0, 0, 0, None))
