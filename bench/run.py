@@ -6,7 +6,8 @@ grid's scenarios, the raw SQL of the same page queries, the render floor, the na
 baseline, the maintained-table alternative at SQL level, the export in a subprocess, the issue-4 pages
 if they exist, and bench/email.py if present. Prints a table and writes bench/results/latest.md.
 
-Environment: BENCH_SCALE (10m | 1m), BENCH_REPS (default 30), BENCH_DATABASE_URL / DATABASE_URL.
+Environment: BENCH_SCALE (10m | 1m), BENCH_REPS (default 30), BENCH_DATABASE_URL / DATABASE_URL,
+BENCH_ONLY=analytics (load / migrate, then time only the analytics pages, with the floor for scale).
 """
 
 from __future__ import annotations
@@ -133,6 +134,17 @@ def main() -> None:
         f"bench database {db_name(bench_url())}, scale {scale}, largest tenant {feed_rows:,} feed rows",
         flush=True,
     )
+    if os.environ.get("BENCH_ONLY") == "analytics":
+        report.add("floor", "bare view, 50 in-memory rows", time_request(client, "/__bench/floor/"))
+        analytics_pages(report, client, tid)
+        header = (
+            f"# Benchmark results, analytics only ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n\nScale {scale}; "
+            f"largest tenant {feed_rows:,} feed rows; {REPS} timed requests after {WARMUP} warm-ups."
+        )
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "analytics.md").write_text(report.markdown(header))
+        print(f"wrote {RESULTS / 'analytics.md'}")
+        return
 
     busy_agent = scalar(
         "SELECT user_id FROM crm_activities WHERE tenant_id = %s GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
