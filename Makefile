@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2
 ARGS ?=
 
-.PHONY: venv run test test-fast system-deps lint format check-deploy bench clean
+.PHONY: venv run test test-fast system-deps lint format check-deploy bench load clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,11 @@ check-deploy: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m crm.devtools.services -- $(PY) -m bench.run $(ARGS)
+
+# Sustained request rate of gunicorn on the bench data under a locust mix (bench/load.py).
+load: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,load]'
+	$(PY) -m crm.devtools.services -- $(PY) -m bench.load $(ARGS)
 
 clean:
 	rm -rf var/staticfiles test-artifacts
