@@ -524,3 +524,40 @@ def test_postgres_stopped_immediately_and_restarted_web_and_worker_recover_witho
             stop_process(worker.proc, timeout=10)
         pg.stop()
         shutil.rmtree(pgroot, ignore_errors=True)
+
+
+# --- the outbox's guarantees, without a broker ------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_of_the_send_task_never_sends_a_row_another_copy_is_sending(
+    smtp_server, manager_member, tenant, team
+):
+    """Given a queued email whose row a first deliverer holds (it is mid-send), a second copy of the task
+    (the reconciler's re-dispatch, a redelivery) returns "busy" at once and the reconciler skips the row;
+    once the first is done, later copies find it sent: one message, one activity."""
+    import psycopg
+
+    from crm.devtools.services import _connect_kwargs
+    from emailsync import services
+    from emailsync.tasks import claim_stale_outgoing
+
+    contact = ContactFactory(tenant=tenant, team=team)
+    outgoing = _queued_email(tenant, manager_member, contact, smtp_server.host, smtp_server.port)
+    OutgoingEmail.objects.filter(pk=outgoing.pk).update(
+        updated_at=timezone.now() - timezone.timedelta(hours=1)
+    )
+    test_db = connections["default"].settings_dict["NAME"]
+    url = with_database_name(os.environ["DATABASE_URL"], test_db)
+    with psycopg.connect(**_connect_kwargs(url), connect_timeout=5) as first:
+        first.execute("SELECT id FROM emailsync_outgoingemail WHERE id = %s FOR UPDATE", [outgoing.pk])
+        assert services.outgoing_deliver(outgoing.pk, timeout=5) == "busy"
+        assert claim_stale_outgoing(0) == []
+        first.rollback()
+    assert claim_stale_outgoing(60) == [outgoing.pk]  # queued for an hour: re-dispatched
+    assert claim_stale_outgoing(60) == []  # claimed: not again until it is stale once more
+    assert services.outgoing_deliver(outgoing.pk, timeout=5) == "sent"
+    assert services.outgoing_deliver(outgoing.pk, timeout=5) == "sent"
+    assert claim_stale_outgoing(0) == []
+    assert len(smtp_server.wait_for(1)) == 1
+    assert Activity.objects.for_tenant(tenant).filter(dedup_key=f"outgoing:{outgoing.pk}").count() == 1
