@@ -678,19 +678,57 @@ def going_quiet(
                             WHERE c.id = s.contact_id AND c.tenant_id = s.tenant_id
                               AND (c.team_id = ANY(%(teams)s) OR c.owner_id = %(me)s))"""
         params.update(teams=visibility.team_ids(membership), me=membership.user_id)
-    # Arithmetic in float8 seconds (EXTRACT yields numeric, several times slower over every contact).
+    params["week_ago"] = now - timedelta(days=7)
+    # Candidates without reading every contact: by power-of-two bucket of the usual gap (an index on it
+    # and last_at), first the oldest ``limit`` silences of each bucket; their ``limit``-th best ratio R
+    # then bounds every bucket (ratio >= R needs silence + 1 >= R * (2^bucket + 1) seconds), and only the
+    # contacts past that bound, plus those with pending increments, are ranked exactly below. (OFFSET 0
+    # keeps the bound a plain value: inlined, its make_interval() is not leakproof and row-level security
+    # would keep it out of the index condition.)
+    per_bucket = f"""
+        SELECT s.contact_id, s.n, s.first_at, s.last_at
+          FROM (SELECT bucket, LEAST(%(week_ago)s, %(now)s - make_interval(
+                           secs => LEAST(%(bar)s * (2 ^ bucket + 1) - 2, 1e10))) AS before
+                  FROM generate_series(0, 40) AS bucket OFFSET 0) b, LATERAL (
+               SELECT s.contact_id, s.n, s.first_at, s.last_at FROM analytics_contact_summary s
+                WHERE s.tenant_id = %(tenant)s AND s.n >= 3 AND s.gap_bucket = b.bucket
+                  AND s.last_at < b.before {visible} {{extra}}
+                ORDER BY s.last_at {{limit}}) s"""  # noqa: S608 - the visibility clause is a constant
+    # R must not exceed the true limit-th ratio: contacts with pending increments (stale base rows) are
+    # left out of this first pass and always ranked below.
+    stale = """AND NOT EXISTS (SELECT 1 FROM analytics_contact_summary_delta d
+                                WHERE d.tenant_id = s.tenant_id AND d.contact_id = s.contact_id)"""
+    first = _rows(
+        f"""SELECT contact_id, (date_part('epoch', %(now)s - last_at) + 1)
+                   / (date_part('epoch', last_at - first_at) / (n - 1) + 1)
+              FROM ({per_bucket.format(limit="LIMIT %(limit)s", extra=stale)}) c
+             WHERE date_part('epoch', %(now)s - last_at)
+                   > GREATEST(2 * date_part('epoch', last_at - first_at) / (n - 1), 604800)""",  # noqa: S608
+        {**params, "bar": 0},
+    )
+    ratios = sorted((r for _, r in first), reverse=True)
+    bar = ratios[limit - 1] if len(ratios) >= limit else 0.0
+    candidates = _rows(
+        f"""SELECT contact_id FROM ({per_bucket.format(limit="", extra="")}) c
+            UNION
+            SELECT contact_id FROM analytics_contact_summary_delta WHERE tenant_id = %(tenant)s""",  # noqa: S608
+        {**params, "bar": bar},
+    )
+    params["candidates"] = [pk for (pk,) in candidates]
+    # Arithmetic in float8 seconds (EXTRACT yields numeric, several times slower).
     rows = _rows(
         f"""SELECT contact_id, n, last_at, gap / 86400.0, silent / 86400.0
               FROM (SELECT s.contact_id, s.n, s.last_at,
                            date_part('epoch', s.last_at - s.first_at) / (s.n - 1) AS gap,
                            date_part('epoch', %(now)s - s.last_at) AS silent
                       FROM analytics_contact_summary_all s
-                     WHERE s.tenant_id = %(tenant)s AND s.n >= 3 AND s.last_at < %(week_ago)s
+                     WHERE s.tenant_id = %(tenant)s AND s.contact_id = ANY(%(candidates)s)
+                       AND s.n >= 3 AND s.last_at < %(week_ago)s
                        {visible}) q
              WHERE silent > GREATEST(2 * gap, 604800)
              ORDER BY (silent + 1) / (gap + 1) DESC, contact_id
              LIMIT %(limit)s""",  # noqa: S608 - the visibility clause is a constant
-        {**params, "week_ago": now - timedelta(days=7)},
+        params,
     )
     objects = Contact.objects.for_tenant(membership.tenant_id).in_bulk([r[0] for r in rows])
     return [

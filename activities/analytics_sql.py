@@ -59,6 +59,16 @@ CREATE TABLE IF NOT EXISTS analytics_contact_summary (
     last_at timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, contact_id)
 );
+-- "Going quiet" examines contacts by the power of two of their usual gap (seconds), oldest silence first.
+CREATE OR REPLACE FUNCTION analytics_gap_bucket(p_first timestamptz, p_last timestamptz, p_n integer)
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT GREATEST(floor(ln(GREATEST(date_part('epoch', p_last - p_first) / NULLIF(p_n - 1, 0), 1.0)) / ln(2.0)), 0)::integer $$;
+-- A stored column, not an expression index: under row-level security only leakproof conditions become
+-- index conditions, and ln() / date_part() are not.
+ALTER TABLE analytics_contact_summary ADD COLUMN IF NOT EXISTS gap_bucket integer
+    GENERATED ALWAYS AS (analytics_gap_bucket(first_at, last_at, n)) STORED;
+CREATE INDEX IF NOT EXISTS analytics_contact_summary_quiet
+    ON analytics_contact_summary (tenant_id, gap_bucket, last_at) WHERE n >= 3;
 -- The most-engaged ranking examines contacts in descending all-time count (activities/analytics.py).
 CREATE INDEX IF NOT EXISTS analytics_contact_summary_rank ON analytics_contact_summary (tenant_id, n DESC, contact_id);
 
@@ -460,4 +470,5 @@ DROP TABLE IF EXISTS analytics_team_daily, analytics_team_daily_delta, analytics
 DROP TABLE IF EXISTS analytics_daily_delta, analytics_contact_daily_delta, analytics_contact_summary_delta;
 DROP TABLE IF EXISTS analytics_interaction_response, analytics_contact_summary, analytics_contact_daily,
                      analytics_daily;
+DROP FUNCTION IF EXISTS analytics_gap_bucket(timestamptz, timestamptz, integer);
 """

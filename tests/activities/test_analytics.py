@@ -350,6 +350,45 @@ def test_going_quiet_against_own_rhythm(tenant, team, admin):
     assert rows[0].silent_days == pytest.approx(20.0)
 
 
+def test_going_quiet_pruned_by_gap_bucket_matches_every_contact_ranked(
+    tenant, team, other_team, admin, make_member
+):
+    """The bucketed candidate search returns exactly the top of a ranking over every contact (computed
+    here from the raw rows), with some counts folded and some pending, for an admin and a manager."""
+    manager = make_member(tenant, Role.MANAGER, teams=[team], email=True)
+    now = at(DAY + timedelta(200))
+    rng = random.Random(5)
+    contacts = [ContactFactory(tenant=tenant, team=rng.choice([team, other_team])) for _ in range(40)]
+    for i, contact in enumerate(contacts):
+        start = now - timedelta(days=rng.randint(10, 190), hours=rng.randint(0, 23))
+        step = timedelta(hours=rng.choice([1, 5, 30, 24 * 4, 24 * 15]))
+        for k in range(rng.randint(1, 7)):
+            if start + step * k < now:
+                ActivityFactory(tenant=tenant, team=team, contact=contact, occurred_at=start + step * k)
+        if i == 25:
+            with connection.cursor() as c:
+                c.execute("SELECT analytics_fold()")
+
+    def reference(membership, limit):
+        visible = {c.pk for c in contacts if membership.is_admin or c.team_id == team.pk}
+        out = []
+        for contact in contacts:
+            times = sorted(Activity.objects.filter(contact=contact).values_list("occurred_at", flat=True))
+            if contact.pk not in visible or len(times) < 3:
+                continue
+            gap = (times[-1] - times[0]).total_seconds() / (len(times) - 1)
+            silent = (now - times[-1]).total_seconds()
+            if silent > max(2 * gap, 7 * 86400):
+                out.append(((silent + 1) / (gap + 1), contact.pk))
+        return [pk for _, pk in sorted(out, key=lambda r: (-r[0], r[1]))[:limit]]
+
+    for membership in (admin, manager):
+        for limit in (3, 10):
+            got = analytics.going_quiet(membership=membership, now=now, limit=limit)
+            assert [q.contact.pk for q in got] == reference(membership, limit)
+            assert got
+
+
 def test_going_quiet_lists_only_contacts_the_viewer_may_see(tenant, team, other_team, make_member):
     manager = make_member(tenant, Role.MANAGER, teams=[team], email=True)
     now = at(DAY + timedelta(60))
