@@ -1,5 +1,7 @@
-"""Analytics aggregates rebuilt in (tenant, day) order, so a period's rows sit on few pages, and an index
-for the most-engaged ranking (see activities/analytics_sql.py and activities/analytics.py)."""
+"""Analytics aggregates for a fast dashboard (see activities/analytics_sql.py and activities/analytics.py):
+per-team and per-agent daily tables (with their delta tables and *_all views), an index on the daily table
+by agent, the contact summary's gap bucket column and ranking indexes; then every aggregate is rebuilt, in
+(tenant, day) order so a period's rows sit on few pages."""
 
 from django.db import migrations
 
@@ -9,7 +11,7 @@ from activities.analytics_sql import INSTALL
 class Migration(migrations.Migration):
     dependencies = [("activities", "0007_analytics_buffered")]
 
-    # INSTALL is idempotent (IF NOT EXISTS / OR REPLACE): it adds the index and the ordered rebuild.
+    # INSTALL is idempotent (IF NOT EXISTS / OR REPLACE); the rebuild fills the new tables.
     operations = [
         migrations.RunSQL(INSTALL, migrations.RunSQL.noop),
         migrations.RunSQL("SELECT analytics_rebuild();", migrations.RunSQL.noop),
