@@ -446,15 +446,25 @@ def performance(
     samples: list[Sample] | None = None,
     prev_samples: list[Sample] | None = None,
     rollup: DailyRollup | None = None,
+    previous_median: bool = True,
 ) -> tuple[list[PerformanceRow], list[PerformanceRow]]:
     """Rows per team and per agent: interactions handled, activities logged, median response time, and
     the same for the previous period of equal length. ``samples``: the period's response samples when the
     caller already has them (the dashboard does), so they are not computed twice; likewise ``prev_samples``
-    and ``rollup``."""
+    and ``rollup``. ``previous_median=False``: leave the previous period's median out (None), which spares
+    its response samples; the dashboard shows trends of the counts only."""
     from django.contrib.auth import get_user_model
 
-    if samples is None or prev_samples is None:
+    if samples is None and previous_median:
         samples, prev_samples = response_samples_both(membership=membership, period=period, team_id=team_id)
+    elif samples is None:
+        samples = response_samples(membership=membership, period=period, team_id=team_id)
+    if prev_samples is None:
+        prev_samples = (
+            response_samples(membership=membership, period=period.previous, team_id=team_id)
+            if previous_median
+            else []
+        )
     rollup = rollup or daily_rollup(membership=membership, period=period, team_id=team_id)
     tables = []
     for column, key in (("team_id", lambda s: s.team_id), ("agent_id", lambda s: s.agent_id)):

@@ -37,9 +37,7 @@ def _dashboard_context(request):
     rollup = analytics.daily_rollup(membership=membership, period=period, team_id=team_id)
     series = analytics.volume(membership=membership, period=period, team_id=team_id, rollup=rollup)
     mix = analytics.channel_mix(series)
-    samples, prev_samples = analytics.response_samples_both(
-        membership=membership, period=period, team_id=team_id
-    )
+    samples = analytics.response_samples(membership=membership, period=period, team_id=team_id)
     type_names = dict(ActivityType.choices)
     by_channel = {
         type_names.get(k, k): v for k, v in analytics.grouped_stats(samples, lambda s: s.channel).items()
@@ -49,8 +47,8 @@ def _dashboard_context(request):
         period=period,
         team_id=team_id,
         samples=samples,
-        prev_samples=prev_samples,
         rollup=rollup,
+        previous_median=False,  # not shown: the table's trends are of the counts
     )
     team_names = {t.pk: t.name for t in teams}
     by_team = {

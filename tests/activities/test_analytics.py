@@ -271,6 +271,36 @@ def test_team_and_agent_performance_with_trend(tenant, team, other_team, admin, 
 # --- Engagement -------------------------------------------------------------------------------------------
 
 
+def test_previous_median_computed_unless_left_out(tenant, team, admin):
+    conversation(
+        tenant, team, ("inbound", at(DAY - timedelta(1), 9)), ("outbound", at(DAY - timedelta(1), 9, 5))
+    )
+    contact = ContactFactory(tenant=tenant, team=team)
+    ActivityFactory(
+        tenant=tenant,
+        team=team,
+        contact=contact,
+        type="email",
+        direction="inbound",
+        occurred_at=at(DAY - timedelta(1), 10),
+    )
+    ActivityFactory(
+        tenant=tenant,
+        team=team,
+        contact=contact,
+        type="email",
+        direction="outbound",
+        occurred_at=at(DAY - timedelta(1), 10, 15),
+    )
+    conversation(tenant, team, ("inbound", at(DAY, 9)), ("outbound", at(DAY, 9, 1)))
+    teams, _ = analytics.performance(membership=admin, period=period(DAY, DAY))
+    row = next(r for r in teams if r.label == team.name)
+    assert (row.median_response, row.previous_median) == (60.0, 600.0)  # previous: median of 300 and 900
+    teams, _ = analytics.performance(membership=admin, period=period(DAY, DAY), previous_median=False)
+    row = next(r for r in teams if r.label == team.name)
+    assert (row.median_response, row.previous_median) == (60.0, None)
+
+
 def test_most_and_least_engaged_and_accounts(tenant, team, admin):
     account = AccountFactory(tenant=tenant, name="Busy Corp")
     busy = ContactFactory(tenant=tenant, team=team, name="Busy", account=account)
