@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2
 ARGS ?=
 
-.PHONY: venv run test test-fast system-deps lint format check-deploy bench load clean
+.PHONY: venv run test test-fast system-deps lint format check-deploy bench load explain clean
 
 venv: $(STAMP)
 
@@ -52,6 +52,10 @@ bench: $(STAMP)
 load: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,load]'
 	$(PY) -m crm.devtools.services -- $(PY) -m bench.load $(ARGS)
+
+# EXPLAIN of every hot query (tenant-first?) and a partitioned-by-month copy's plans (bench/explain.py).
+explain: $(STAMP)
+	$(PY) -m crm.devtools.services -- $(PY) -m bench.explain $(ARGS)
 
 clean:
 	rm -rf var/staticfiles test-artifacts

@@ -20,7 +20,7 @@ from crm import visibility
 from crm.models import Account, Contact, Lead, Membership
 
 from .models import ActivitySource, ActivityType, Direction
-from .presentation import emails_seen_by
+from .presentation import emails_seen_by, entity_names
 from .selectors import feed_iter_batches
 from .tables import EXPORT_HEADER
 
@@ -59,12 +59,6 @@ def neutralise(value: str) -> str:
     return value
 
 
-def _names(model, ids) -> dict[int, str]:
-    if not ids:
-        return {}
-    return dict(model.objects.filter(pk__in=ids).values_list("pk", "name"))
-
-
 def csv_rows(qs: QuerySet, *, membership: Membership, descending: bool = True) -> Iterator[str]:
     """Yield the CSV text (header first), one chunk per batch of rows."""
     buffer = io.StringIO()
@@ -78,9 +72,10 @@ def csv_rows(qs: QuerySet, *, membership: Membership, descending: bool = True) -
     content_ok = membership.is_admin or membership.can_manage_email
     tz = timezone.get_current_timezone()
     for rows in feed_iter_batches(qs, fields=FIELDS, descending=descending, batch=BATCH):
-        contacts = _names(Contact, {r[7] for r in rows if r[7]})
-        leads = _names(Lead, {r[8] for r in rows if r[8]})
-        accounts = _names(Account, {r[9] for r in rows if r[9]})
+        tenant_id = membership.tenant_id
+        contacts = entity_names(Contact, {r[7] for r in rows if r[7]}, tenant_id=tenant_id)
+        leads = entity_names(Lead, {r[8] for r in rows if r[8]}, tenant_id=tenant_id)
+        accounts = entity_names(Account, {r[9] for r in rows if r[9]}, tenant_id=tenant_id)
         seen: set[int] = set()
         if not content_ok:
             seen = emails_seen_by(

@@ -71,10 +71,12 @@ def source_url(entry) -> str | None:
     return safe_reverse(name, entry.source_id) if name else None
 
 
-def _names(model, ids: set[int], field: str = "name") -> dict[int, str]:
+def entity_names(model, ids: set[int], *, tenant_id: int, field: str = "name") -> dict[int, str]:
+    """Names of the rows shown, fetched after the LIMIT. Tenant-first like every query (the ids come from
+    the tenant's own feed rows, but the predicate keeps the lookup routable by tenant)."""
     if not ids:
         return {}
-    return dict(model.objects.filter(pk__in=ids).values_list("pk", field))
+    return dict(model.objects.for_tenant(tenant_id).filter(pk__in=ids).values_list("pk", field))
 
 
 def emails_seen_by(*, membership: Membership, email_ids: set[int]) -> set[int]:
@@ -98,9 +100,10 @@ def email_participation(*, membership: Membership, entries: list[FeedEntry]) -> 
 
 
 def present(entries: list[FeedEntry], *, membership: Membership) -> list[FeedRow]:
-    contacts = _names(Contact, {e.contact_id for e in entries if e.contact_id})
-    leads = _names(Lead, {e.lead_id for e in entries if e.lead_id})
-    accounts = _names(Account, {e.account_id for e in entries if e.account_id})
+    tenant_id = membership.tenant_id
+    contacts = entity_names(Contact, {e.contact_id for e in entries if e.contact_id}, tenant_id=tenant_id)
+    leads = entity_names(Lead, {e.lead_id for e in entries if e.lead_id}, tenant_id=tenant_id)
+    accounts = entity_names(Account, {e.account_id for e in entries if e.account_id}, tenant_id=tenant_id)
     user_model = get_user_model()
     agent_ids = {e.agent_id for e in entries if e.agent_id}
     agents = {

@@ -89,6 +89,14 @@ def _task_failed(sender=None, **kwargs):
 class MailboxCollector:
     """Mailbox sync state at scrape time. Deliberately cross-tenant and aggregated: no tenant data."""
 
+    def describe(self):
+        # Without describe(), registering the collector runs collect() (a database query) at import time.
+        return [
+            GaugeMetricFamily("crm_mailboxes", "Mailboxes by sync status.", labels=["status"]),
+            GaugeMetricFamily("crm_mailbox_sync_lag_seconds", "Seconds since the oldest successful sync."),
+            GaugeMetricFamily("crm_mailbox_failures", "Consecutive sync failures summed over mailboxes."),
+        ]
+
     def collect(self):
         from emailsync.models import Mailbox
 
