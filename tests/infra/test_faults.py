@@ -100,11 +100,9 @@ def _broker(url: str):
     app = _celery_app()
 
     def reset() -> None:
-        pool = app.__dict__.get("_pool")
-        if pool is not None:
-            with contextlib.suppress(Exception):
-                pool.force_close_all()
-            app._pool = None
+        # Drop the app's references only: kombu's pools are shared per broker URL (closing the one of the
+        # shared Redis would break every later publish in this process).
+        app._pool = None
         app.__dict__.pop("amqp", None)
 
     previous = app.conf.broker_url
