@@ -553,8 +553,8 @@ def _ranked_full(membership, period, team_id, column: str, limit: int) -> tuple[
 
 
 # Contacts examined by the pruned rankings before they give up and aggregate the whole period.
-RANK_SCAN_LIMIT = 4000
-RANK_BATCH = 200
+RANK_SCAN_LIMIT = 20000
+RANK_BATCH = 1000
 
 
 def _most_contacts(membership, period, team_id, limit: int) -> list[tuple[int, int]] | None:

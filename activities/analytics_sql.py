@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS analytics_contact_daily (
     PRIMARY KEY (tenant_id, contact_id, day, account_id, team_id, agent_id, type)
 );
 CREATE INDEX IF NOT EXISTS analytics_contact_daily_day ON analytics_contact_daily (tenant_id, day);
+-- Per-contact period totals of the engagement rankings as index-only scans (the table is in day order).
+CREATE INDEX IF NOT EXISTS analytics_contact_daily_totals
+    ON analytics_contact_daily (tenant_id, contact_id, day) INCLUDE (team_id, agent_id, n);
 CREATE INDEX IF NOT EXISTS analytics_contact_daily_account
     ON analytics_contact_daily (tenant_id, account_id, day) WHERE account_id <> 0;
 
