@@ -51,6 +51,9 @@ CREATE INDEX IF NOT EXISTS analytics_contact_daily_day ON analytics_contact_dail
 -- Per-contact period totals of the engagement rankings as index-only scans (the table is in day order).
 CREATE INDEX IF NOT EXISTS analytics_contact_daily_totals
     ON analytics_contact_daily (tenant_id, contact_id, day) INCLUDE (team_id, agent_id, n);
+-- The account rankings read a period's account rows as one index-only range.
+CREATE INDEX IF NOT EXISTS analytics_contact_daily_account_day
+    ON analytics_contact_daily (tenant_id, day, account_id) INCLUDE (team_id, agent_id, n) WHERE account_id <> 0;
 CREATE INDEX IF NOT EXISTS analytics_contact_daily_account
     ON analytics_contact_daily (tenant_id, account_id, day) WHERE account_id <> 0;
 
