@@ -93,6 +93,8 @@ class Account(TenantOwned, Timestamped):
         ordering = ["name"]
         indexes = [
             models.Index(fields=["tenant", "name"], name="account_tenant_name_idx"),
+            # The bounded choice lists of the log form ("recently updated first") seek this, not a sort.
+            models.Index(fields=["tenant", "-updated_at", "-id"], name="account_tenant_recent_idx"),
             models.Index(fields=["tenant", "team"], name="account_tenant_team_idx"),
             GinIndex(name="account_name_trgm", fields=["name"], opclasses=["gin_trgm_ops"]),
         ]
@@ -125,6 +127,8 @@ class Contact(TenantOwned, Timestamped):
         ordering = ["name"]
         indexes = [
             models.Index(fields=["tenant", "name"], name="contact_tenant_name_idx"),
+            # The bounded choice lists of the log form ("recently updated first") seek this, not a sort.
+            models.Index(fields=["tenant", "-updated_at", "-id"], name="contact_tenant_recent_idx"),
             models.Index(fields=["tenant", "team"], name="contact_tenant_team_idx"),
             models.Index(fields=["tenant", "account"], name="contact_tenant_account_idx"),
             GinIndex(name="contact_name_trgm", fields=["name"], opclasses=["gin_trgm_ops"]),
@@ -175,6 +179,8 @@ class Lead(TenantOwned, Timestamped):
         ordering = ["name"]
         indexes = [
             models.Index(fields=["tenant", "name"], name="lead_tenant_name_idx"),
+            # The bounded choice lists of the log form ("recently updated first") seek this, not a sort.
+            models.Index(fields=["tenant", "-updated_at", "-id"], name="lead_tenant_recent_idx"),
             models.Index(fields=["tenant", "team"], name="lead_tenant_team_idx"),
             models.Index(
                 fields=["tenant", "converted_contact"],
