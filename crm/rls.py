@@ -19,6 +19,7 @@ from functools import wraps
 
 from django.apps import apps
 from django.db import DatabaseError, connections, transaction
+from psycopg.pq import TransactionStatus
 
 logger = logging.getLogger(__name__)
 
@@ -226,29 +227,42 @@ def set_tenant(tenant_id: int | None, *, using: str = "default") -> None:
 def tenant_session(
     *, tenant_id: int | None = None, user_id: int | None = None, bypass: bool = False, using: str = "default"
 ):
-    """A Celery task's scope: act as the application role with this tenant for the whole task.
+    """A Celery task's scope: every transaction of the task acts as the application role with this tenant.
 
-    A mail sync commits batch by batch (and its lease in transactions of their own), so outside a
-    transaction the settings are session-level for the task's duration and the previous ones (none) are
-    restored in ``finally``; a killed worker takes its connection with it. Inside a transaction (an eager
-    task run by a request or a test) this is a tenant_transaction."""
+    A mail sync commits batch by batch (and its lease in transactions of their own), so one transaction
+    around the task will not do. Instead an execute wrapper makes each of the task's transactions carry the
+    settings, transaction-local like a request's: a statement that opens a transaction is preceded by the
+    ``set_config(..., true)`` in that transaction, and a statement outside any ``atomic()`` block gets a
+    transaction of its own that does the same. Nothing is ever set for the session, so a pooled connection
+    (a persistent one, or a transaction-mode pooler's) never carries the tenant past the transaction. Inside
+    a transaction already (an eager task run by a request or a test) this is a tenant_transaction."""
     conn = connections[using]
     if conn.in_atomic_block or not enforced():
         with tenant_transaction(tenant_id=tenant_id, user_id=user_id, bypass=bypass, using=using):
             yield
         return
-    with conn.cursor() as cursor:
-        previous = _apply(cursor, _values(tenant_id, user_id, bypass), local=False, read_previous=True)
-    try:
-        yield
-    finally:
-        if conn.connection is not None and not conn.in_atomic_block:
+    values = _values(tenant_id, user_id, bypass)
+    setting = False
+
+    def scoped(execute, sql, params, many, context):
+        nonlocal setting
+        if setting:
+            return execute(sql, params, many, context)
+        if not conn.in_atomic_block:
+            with transaction.atomic(using=using):
+                return scoped(execute, sql, params, many, context)
+        if conn.connection.info.transaction_status == TransactionStatus.IDLE:
+            # This statement opens the transaction: the settings go first, in the same transaction.
+            setting = True
             try:
                 with conn.cursor() as cursor:
-                    _apply(cursor, previous, local=False, read_previous=False)
-            except DatabaseError:
-                # A connection that cannot be reset is not reused.
-                conn.close()
+                    _apply(cursor, values, local=True, read_previous=False)
+            finally:
+                setting = False
+        return execute(sql, params, many, context)
+
+    with conn.execute_wrapper(scoped):
+        yield
 
 
 @contextmanager

@@ -296,3 +296,24 @@ def test_writing_another_tenants_row_in_a_request_is_refused(tenant, other_tenan
     assert not Team.objects.filter(name="Smuggled").exists()
     # The same write for the request's own tenant goes through: the refusal is the policy's, not a bug.
     assert client_for(admin_member).get(f"/rls-probe/smuggle/?tenant={tenant.pk}").json()["error"] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_scope_is_transaction_local_too(two_tenants):
+    """A task commits many transactions (a mail sync, batch by batch): each carries the tenant, and the
+    session between them carries nothing, so a pooled connection (a transaction-mode pooler's included)
+    never hands the tenant to someone else's transaction."""
+    tenant, _ = two_tenants
+    with rls.tenant_session(tenant_id=tenant.pk):
+        first = _state()  # several autocommit statements: each gets a transaction with the tenant
+        from django.db import transaction
+
+        with transaction.atomic():
+            inside = _state()
+        raw = connection.connection.execute(  # straight to psycopg: no wrapper, between transactions
+            "SELECT current_user, current_setting('app.tenant_id', true)"
+        ).fetchone()
+    assert (first["role"], first["tenant_id"], first["contacts"]) == (rls.APP_ROLE, str(tenant.pk), 2)
+    assert (inside["tenant_id"], inside["contacts"]) == (str(tenant.pk), 2)
+    assert raw[0] == "postgres" and not raw[1]
+    assert _state()["contacts"] == 5  # after the scope: the harness again
