@@ -106,7 +106,9 @@ class MailboxCollector:
         )
         errors = GaugeMetricFamily("crm_mailbox_failures", "Consecutive sync failures summed over mailboxes.")
         try:
-            with rls.bypass():  # deliberately cross-tenant: platform metrics, aggregated
+            # Deliberately cross-tenant: platform metrics, aggregated (a transaction of its own: /metrics
+            # runs outside the request transactions).
+            with rls.tenant_transaction(bypass=True):
                 rows = list(Mailbox.objects.values_list("status", "last_sync_at", "failure_count"))
             counts: dict[str, int] = {}
             oldest = None

@@ -299,7 +299,7 @@ def bypass(using: str = "default"):
 def tenant_id_of(model, pk) -> int | None:
     """The tenant of the row a task was given by id. Deliberately cross-tenant: the id is all a task
     receives, and the tenant it finds is the only one the task then acts for."""
-    with bypass():
+    with tenant_transaction(bypass=True):
         return model.objects.filter(pk=pk).values_list("tenant_id", flat=True).first()
 
 
@@ -310,7 +310,7 @@ def operator_command(handle):
 
     @wraps(handle)
     def wrapper(*args, **kwargs):
-        with bypass():
+        with tenant_session(bypass=True):
             return handle(*args, **kwargs)
 
     return wrapper
