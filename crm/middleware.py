@@ -31,6 +31,9 @@ class TenantMiddleware:
 
     The tenant is always the signed-in user's: the active one kept in the session, if the user is
     still an active member of it, otherwise their first active membership. Nothing else decides it.
+    The request runs in one transaction acting as the row-level-security role with that tenant set
+    (``crm.rls.tenant_transaction``), so the database itself sees to it that no other tenant's row is read
+    or written; a 5xx answer rolls the request's writes back.
     """
 
     def __init__(self, get_response):
