@@ -85,8 +85,14 @@ def lead_convert_view(request, pk: int):
         else:
             contact = conversion.contact
             verb = "linked to the existing contact" if conversion.linked_existing_contact else "converted to"
-            messages.success(request, f"Lead {lead.name} {verb} {contact.name}.")
-            target = _url("crm:contact-detail", contact.pk, default=_url("crm:lead-detail", lead.pk))
+            if visibility.can_see_entity(membership, contact):
+                messages.success(request, f"Lead {lead.name} {verb} {contact.name}.")
+                target = _url("crm:contact-detail", contact.pk, default=_url("crm:lead-detail", lead.pk))
+            else:
+                # The lead's email matched a contact outside the converter's teams: linked (no duplicate),
+                # but neither named nor opened.
+                messages.success(request, f"Lead {lead.name} {verb} a contact outside your teams.")
+                target = _url("crm:lead-detail", lead.pk)
             if request.htmx:
                 response = render(request, "crm/capture/_converted.html", {"lead": conversion.lead})
                 response["HX-Redirect"] = target

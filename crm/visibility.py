@@ -39,5 +39,16 @@ def scope(
     return queryset.filter(scope_q(membership, team_field=team_field, user_field=user_field))
 
 
+def can_see_entity(membership: Membership | None, entity) -> bool:
+    """The same rule for one contact, lead or account already in hand (team or owner)."""
+    if membership is None or entity is None or entity.tenant_id != membership.tenant_id:
+        return False
+    return (
+        sees_whole_tenant(membership)
+        or entity.team_id in team_ids(membership)
+        or entity.owner_id == membership.user_id
+    )
+
+
 def can_see_email_content(membership: Membership, *, agent_id: int | None, participant: bool = False) -> bool:
     return membership.is_admin or membership.can_manage_email or participant or agent_id == membership.user_id

@@ -66,3 +66,12 @@ def trend(percent) -> str:
         return "–"
     arrow = "▲" if percent > 0 else ("▼" if percent < 0 else "■")
     return f"{arrow} {percent:+.1f}%"
+
+
+@register.filter
+def visible_to(entity, membership) -> bool:
+    """``{% if lead.converted_contact|visible_to:request.membership %}``: the one visibility rule, so a
+    visible row never shows the name of a linked row outside the viewer's teams."""
+    from crm import visibility
+
+    return visibility.can_see_entity(membership, entity)
