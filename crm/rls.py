@@ -267,33 +267,24 @@ def tenant_session(
 
 @contextmanager
 def bypass(using: str = "default"):
-    """Deliberately cross-tenant work (beat fan-out, the key lookups that name a caller's tenant, platform
-    superuser, operator commands): say so where it is used. Inside a transaction it is transaction-local
-    in a savepoint of its own (an error rolls it back with the savepoint); outside one it is set for the
-    session and the previous setting restored afterwards."""
+    """Deliberately cross-tenant work (the key lookups that name a caller's tenant, the benchmarks' set-up):
+    say so where it is used. Inside a transaction it is transaction-local in a savepoint of its own (an
+    error rolls it back with the savepoint); outside one it is ``tenant_session(bypass=True)``: nothing is
+    ever set for the session."""
     conn = connections[using]
-    if conn.in_atomic_block:
-        with transaction.atomic(using=using):
-            with conn.cursor() as cursor:
-                cursor.execute(
-                    "SELECT current_setting('app.rls_bypass', true), set_config('app.rls_bypass', 'on', true)"
-                )
-                previous = cursor.fetchone()[0] or ""
+    if not conn.in_atomic_block:
+        with tenant_session(bypass=True, using=using):
             yield
-            with conn.cursor() as cursor:
-                cursor.execute("SELECT set_config('app.rls_bypass', %s, true)", [previous])
         return
-    with conn.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('app.rls_bypass', true), set_config('app.rls_bypass', 'on', false)"
-        )
-        previous = cursor.fetchone()[0] or ""
-    try:
+    with transaction.atomic(using=using):
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('app.rls_bypass', true), set_config('app.rls_bypass', 'on', true)"
+            )
+            previous = cursor.fetchone()[0] or ""
         yield
-    finally:
-        if conn.connection is not None and not conn.in_atomic_block:
-            with conn.cursor() as cursor:
-                cursor.execute("SELECT set_config('app.rls_bypass', %s, false)", [previous])
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT set_config('app.rls_bypass', %s, true)", [previous])
 
 
 def tenant_id_of(model, pk) -> int | None:

@@ -317,3 +317,13 @@ def test_a_task_scope_is_transaction_local_too(two_tenants):
     assert (inside["tenant_id"], inside["contacts"]) == (str(tenant.pk), 2)
     assert raw[0] == "postgres" and not raw[1]
     assert _state()["contacts"] == 5  # after the scope: the harness again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bypass_outside_a_transaction_sets_nothing_for_the_session(two_tenants):
+    with rls.bypass():
+        inside = _state()
+        raw = connection.connection.execute("SELECT current_setting('app.rls_bypass', true)").fetchone()
+    assert (inside["bypass"], inside["tenants"]) == ("on", 2)
+    assert not raw[0]
+    assert _state()["bypass"] == ""
