@@ -43,13 +43,13 @@ class TenantMiddleware:
         request.tenant = None
         request.membership = None
         if request.path.startswith(NO_TRANSACTION_PREFIXES):
-            return self._respond(request)
+            return self._respond(request, in_transaction=False)
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             # Anonymous: the login page, the widget and the keyed APIs. No tenant until a key names one
             # (rls.set_tenant there); until then the application role sees no tenant rows.
             with rls.tenant_transaction():
-                return self._respond(request)
+                return self._respond(request, in_transaction=True)
         wanted = request.session.get(SESSION_KEY)
         # The platform superuser's deliberately cross-tenant door is Django admin, nothing else.
         platform = user.is_superuser and request.path.startswith("/admin/")
@@ -80,15 +80,15 @@ class TenantMiddleware:
                     rls.set_tenant(None)
                 if not user.is_superuser and not request.path.startswith(EXEMPT_PREFIXES):
                     return render(request, "no_membership.html", status=403)
-            return self._respond(request)
+            return self._respond(request, in_transaction=True)
 
-    def _respond(self, request):
+    def _respond(self, request, *, in_transaction: bool):
         try:
             response = self.get_response(request)
-            if response.status_code >= 500 and transaction.get_connection().in_atomic_block:
+            if response.status_code >= 500 and in_transaction:
                 # The view failed after the handler turned its exception into a response: keep nothing
                 # it wrote (what ATOMIC_REQUESTS would do; the request's transaction is ours). Paths
-                # without a transaction (/readyz answering 503 with the database down) have none to undo.
+                # without one (/readyz answering 503 with the database down) have nothing to undo.
                 transaction.set_rollback(True)
             return response
         finally:
