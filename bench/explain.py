@@ -26,7 +26,7 @@ from .db import bench_url, db_name, scale_name, setup_django
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SKIP = re.compile(r"^\s*(SAVEPOINT|RELEASE|ROLLBACK|SELECT current_setting|SELECT set_config)", re.I)
-# The query's own tenant predicate (a literal id), as opposed to the policy's tenant_id = app_tenant_id().
+# The query's own tenant predicate (a literal id), not the policy's tenant_id = (SELECT app_tenant_id()).
 TENANT_LITERAL = re.compile(r"tenant_id\)? = '?\d+")
 SCANS = {"Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Index Scan", "Bitmap Heap Scan"}
 

@@ -38,6 +38,8 @@ EXTRA_TABLES = [
     "analytics_team_daily_delta",
     "analytics_agent_daily",
     "analytics_agent_daily_delta",
+    "analytics_email_response",
+    "analytics_email_dirty",
 ]
 # Views that must read their tables with the querying role's rights.
 INVOKER_VIEWS = [
@@ -77,8 +79,10 @@ def install(using: str = "default") -> list[str]:
     with connections[using].cursor() as cursor, transaction.atomic(using=using):
         cursor.execute(FUNCTIONS)
         for table in tables:
-            extra = " OR user_id = app_user_id()" if table == "crm_membership" else ""
-            rule = f"app_rls_bypass() OR tenant_id = app_tenant_id(){extra}"
+            # Each setting read once per statement, as an InitPlan parameter: a bare function call in the
+            # policy is evaluated for every row (it made a 90k-row index-only scan 2.4 times slower).
+            extra = " OR user_id = (SELECT app_user_id())" if table == "crm_membership" else ""
+            rule = f"(SELECT app_rls_bypass()) OR tenant_id = (SELECT app_tenant_id()){extra}"
             cursor.execute(f'ALTER TABLE "{table}" ENABLE ROW LEVEL SECURITY')
             cursor.execute(f'ALTER TABLE "{table}" FORCE ROW LEVEL SECURITY')
             cursor.execute(f'DROP POLICY IF EXISTS {POLICY} ON "{table}"')
