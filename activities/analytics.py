@@ -307,44 +307,53 @@ def _email_samples_of(
     team_id: int | None = None,
     contact_ids: list[int] | None = None,
 ) -> list[list[Sample]]:
-    """email_samples() for several periods in one pass over the emails since the earliest start: a row
-    starts a run in a period when the email before it is not inbound or lies before that period's start
-    (exactly what a separate query from that start sees)."""
+    """email_samples() for several periods in one pass: an inbound email starts a run in a period when it
+    lies in the period and the contact's email before it is not inbound or lies before the period's start
+    (exactly what a window over the emails from that start sees).
+
+    Read from analytics_email_response (one row per inbound email, kept by the fold), except for contacts
+    whose email changed since the last fold (analytics_email_dirty): those are computed from the raw rows,
+    so the figures are exact at every instant."""
     scope = Scope.build(membership, team_id=team_id)
-    extra = " AND contact_id = ANY(%(contacts)s)" if contact_ids is not None else ""
-    params = {**scope.params, "contacts": contact_ids or []}
+    tenant = membership.tenant_id
+    dirty = [
+        pk
+        for (pk,) in _rows(
+            "SELECT DISTINCT contact_id FROM analytics_email_dirty WHERE tenant_id = %(tenant)s",
+            {"tenant": tenant},
+        )
+    ]
+    if contact_ids is not None:
+        wanted = set(contact_ids)
+        dirty = [pk for pk in dirty if pk in wanted]
+    params = {**scope.params, "contacts": contact_ids or [], "dirty": dirty}
     flags = []
     for i, p in enumerate(periods):
         params[f"s{i}"], params[f"e{i}"] = p.start_dt, p.end_dt
         flags.append(
             f"(occurred_at >= %(s{i})s AND occurred_at < %(e{i})s"
-            f" AND (prev_direction IS DISTINCT FROM 'inbound' OR prev_at < %(s{i})s))"
+            f" AND (prev_in_at IS NULL OR prev_in_at < %(s{i})s))"
         )
     params["start"] = min(p.start_dt for p in periods)
     params["end"] = max(p.end_dt for p in periods)
-    rows = _rows(
-        f"""WITH e AS (
-              SELECT tenant_id, contact_id, occurred_at, direction, COALESCE(team_id, 0) AS team_id,
-                     COALESCE(user_id, 0) AS agent_id,
-                     lag(direction) OVER w AS prev_direction, lag(occurred_at) OVER w AS prev_at,
-                     -- The first outbound after the row, as a running min in reverse order: the frame's
-                     -- head stays put, so it grows row by row (a frame from 1 FOLLOWING re-aggregated
-                     -- the rest of the partition for every row: quadratic in a heavy contact's mail).
-                     min(occurred_at) FILTER (WHERE direction = 'outbound') OVER (
-                         PARTITION BY contact_id ORDER BY occurred_at DESC, id DESC
-                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS next_out
-                FROM crm_activities
-               WHERE tenant_id = %(tenant)s AND type = 'email' AND deleted_at IS NULL
-                 AND contact_id IS NOT NULL AND occurred_at >= %(start)s{extra}
-              WINDOW w AS (PARTITION BY contact_id ORDER BY occurred_at, id))
-            SELECT * FROM (
-              SELECT team_id, agent_id, contact_id, EXTRACT(EPOCH FROM next_out - occurred_at),
-                     ARRAY[{", ".join(flags)}] AS member
-                FROM e
-               WHERE direction = 'inbound' AND occurred_at < %(end)s AND {scope.sql}) q
-             WHERE true = ANY(member)""",  # noqa: S608 - constants only
-        params,
-    )
+    member = f"ARRAY[{', '.join(flags)}]"
+    only = " AND contact_id = ANY(%(contacts)s)" if contact_ids is not None else ""
+    kept = f"""SELECT team_id, agent_id, contact_id, date_part('epoch', next_out_at - occurred_at), {member}
+              FROM analytics_email_response
+             WHERE {scope.sql} AND occurred_at >= %(start)s AND occurred_at < %(end)s{only}
+               AND NOT (contact_id = ANY(%(dirty)s))"""  # noqa: S608 - constants only
+    rows = _rows(f"SELECT * FROM ({kept}) q(t, a, c, s, member) WHERE true = ANY(member)", params)  # noqa: S608
+    if dirty:
+        rows += _rows(
+            f"""SELECT * FROM (
+                  SELECT team_id, agent_id, contact_id, date_part('epoch', next_out_at - occurred_at),
+                         {member}
+                    FROM ({EMAIL_RUNS_SQL}) e
+                   WHERE direction = 'inbound' AND occurred_at >= %(start)s AND occurred_at < %(end)s
+                     AND {scope.sql}) q(t, a, c, s, member)
+                 WHERE true = ANY(member)""",  # noqa: S608 - constants only
+            params,
+        )
     out: list[list[Sample]] = [[] for _ in periods]
     for team, agent, contact, s, member in rows:
         sample = Sample("email", "email", team, agent, contact, float(s) if s is not None else None)
@@ -352,6 +361,21 @@ def _email_samples_of(
             if inside:
                 out[i].append(sample)
     return out
+
+
+# The email runs of the contacts in %(dirty)s from the raw rows: analytics_email_fill()'s computation
+# (activities/analytics_sql.py), for contacts the fold has not recomputed yet. Every email of theirs is
+# read (not only the period's): a run's previous email may lie before the period.
+EMAIL_RUNS_SQL = """
+    SELECT tenant_id, contact_id, occurred_at, direction, COALESCE(team_id, 0) AS team_id,
+           COALESCE(user_id, 0) AS agent_id,
+           CASE WHEN lag(direction) OVER w = 'inbound' THEN lag(occurred_at) OVER w END AS prev_in_at,
+           min(occurred_at) FILTER (WHERE direction = 'outbound') OVER (
+               PARTITION BY contact_id ORDER BY occurred_at DESC, id DESC
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS next_out_at
+      FROM crm_activities
+     WHERE tenant_id = %(tenant)s AND type = 'email' AND deleted_at IS NULL AND contact_id = ANY(%(dirty)s)
+    WINDOW w AS (PARTITION BY contact_id ORDER BY occurred_at, id)"""
 
 
 @dataclass

@@ -21,6 +21,10 @@ Tables (all keyed tenant-first; 0 stands for "none" in team/agent/contact/accoun
 - analytics_contact_daily: counts per (contact, day, account, team, agent, type): engagement, per-contact.
 - analytics_contact_summary: per contact n / first / last occurrence: recency and rhythm ("going quiet").
 - analytics_interaction_response: per interaction first inbound and first agent reply after it.
+- analytics_email_response: per inbound email with a contact, the previous email's time when that one was
+  inbound too (the run goes on) and the next outbound email to the contact (the reply). A change to a
+  contact's email only marks the contact in analytics_email_dirty (append-only, like the deltas); the fold
+  recomputes marked contacts and readers compute marked contacts from the raw rows meanwhile.
 """
 
 INSTALL = r"""
@@ -90,6 +94,24 @@ CREATE TABLE IF NOT EXISTS analytics_interaction_response (
 );
 CREATE INDEX IF NOT EXISTS analytics_interaction_response_day
     ON analytics_interaction_response (tenant_id, first_in) WHERE first_in IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS analytics_email_response (
+    activity_id bigint PRIMARY KEY,
+    tenant_id bigint NOT NULL,
+    contact_id bigint NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    team_id bigint NOT NULL DEFAULT 0,
+    agent_id integer NOT NULL DEFAULT 0,
+    prev_in_at timestamptz,   -- the contact's previous email, when it was inbound too
+    next_out_at timestamptz   -- the contact's first outbound email after this one; NULL: no reply yet
+);
+-- A period's samples as one index-only range.
+CREATE INDEX IF NOT EXISTS analytics_email_response_day ON analytics_email_response (tenant_id, occurred_at)
+    INCLUDE (team_id, agent_id, contact_id, prev_in_at, next_out_at);
+CREATE INDEX IF NOT EXISTS analytics_email_response_contact
+    ON analytics_email_response (tenant_id, contact_id, occurred_at);
+CREATE TABLE IF NOT EXISTS analytics_email_dirty (tenant_id bigint NOT NULL, contact_id bigint NOT NULL);
+CREATE INDEX IF NOT EXISTS analytics_email_dirty_tenant ON analytics_email_dirty (tenant_id, contact_id);
 
 -- Per team (no agent, no source): volume, channel mix and the team table; a busy tenant's day is a few
 -- hundred rows instead of thousands. handled / logged: the rows the team and agent tables count
@@ -262,6 +284,7 @@ BEGIN
     ON CONFLICT (tenant_id, contact_id) DO UPDATE
        SET n = s.n + EXCLUDED.n, first_at = LEAST(s.first_at, EXCLUDED.first_at),
            last_at = GREATEST(s.last_at, EXCLUDED.last_at);
+    PERFORM analytics_email_fold();
 END;
 $$;
 
@@ -383,6 +406,86 @@ DROP TRIGGER IF EXISTS analytics_interaction ON contactcenter_interaction;
 CREATE TRIGGER analytics_interaction AFTER UPDATE OF team_id, agent_id, contact_id, channel
     ON contactcenter_interaction FOR EACH ROW EXECUTE FUNCTION analytics_interaction_trigger();
 
+-- Recompute analytics_email_response for the given (tenant, contact) pairs, or for every contact when
+-- both arrays are NULL: one ordered pass over each contact's emails (lag for the previous email; the first
+-- outbound after a row as a running min in reverse order).
+CREATE OR REPLACE FUNCTION analytics_email_fill(p_tenants bigint[], p_contacts bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    -- Two statements, not one with "p_tenants IS NULL OR ...": a cached generic plan of the latter could
+    -- not use the contact index and would read every email on each fold.
+    v_only text := '';
+BEGIN
+    IF p_tenants IS NULL THEN
+        TRUNCATE analytics_email_response;
+    ELSE
+        DELETE FROM analytics_email_response r USING unnest(p_tenants, p_contacts) AS d(t, c)
+         WHERE r.tenant_id = d.t AND r.contact_id = d.c;
+        v_only := 'JOIN (SELECT DISTINCT t, c FROM unnest($1, $2) AS d(t, c)) d
+                      ON a.tenant_id = d.t AND a.contact_id = d.c';
+    END IF;
+    EXECUTE format($sql$
+    INSERT INTO analytics_email_response
+           (activity_id, tenant_id, contact_id, occurred_at, team_id, agent_id, prev_in_at, next_out_at)
+    SELECT id, tenant_id, contact_id, occurred_at, team_id, agent_id, prev_in_at, next_out_at
+      FROM (SELECT a.id, a.tenant_id, a.contact_id, a.occurred_at, a.direction,
+                   COALESCE(a.team_id, 0) AS team_id, COALESCE(a.user_id, 0) AS agent_id,
+                   CASE WHEN lag(a.direction) OVER w = 'inbound' THEN lag(a.occurred_at) OVER w END AS prev_in_at,
+                   min(a.occurred_at) FILTER (WHERE a.direction = 'outbound') OVER (
+                       PARTITION BY a.tenant_id, a.contact_id ORDER BY a.occurred_at DESC, a.id DESC
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS next_out_at
+              FROM crm_activities a %s
+             WHERE a.type = 'email' AND a.deleted_at IS NULL AND a.contact_id IS NOT NULL
+            WINDOW w AS (PARTITION BY a.tenant_id, a.contact_id ORDER BY a.occurred_at, a.id)) e
+     WHERE direction = 'inbound'
+     ORDER BY tenant_id, occurred_at$sql$, v_only) USING p_tenants, p_contacts;
+END;
+$$;
+
+-- Recompute the contacts whose email changed (called by analytics_fold, under its lock). Marks of
+-- transactions still running are not seen and stay for the next fold.
+CREATE OR REPLACE FUNCTION analytics_email_fold() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_tenants bigint[];
+    v_contacts bigint[];
+BEGIN
+    WITH moved AS (DELETE FROM analytics_email_dirty RETURNING tenant_id, contact_id),
+         pairs AS (SELECT DISTINCT tenant_id, contact_id FROM moved)
+    SELECT array_agg(tenant_id), array_agg(contact_id) INTO v_tenants, v_contacts FROM pairs;
+    IF v_tenants IS NOT NULL THEN
+        PERFORM analytics_email_fill(v_tenants, v_contacts);
+    END IF;
+END;
+$$;
+
+-- An email with a contact was written: mark its contact (before and after) for recomputation.
+CREATE OR REPLACE FUNCTION analytics_email_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.type = 'email' AND OLD.contact_id IS NOT NULL THEN
+        INSERT INTO analytics_email_dirty (tenant_id, contact_id) VALUES (OLD.tenant_id, OLD.contact_id);
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.type = 'email' AND NEW.contact_id IS NOT NULL
+       AND (TG_OP = 'INSERT' OR OLD.type <> 'email' OR NEW.contact_id IS DISTINCT FROM OLD.contact_id) THEN
+        INSERT INTO analytics_email_dirty (tenant_id, contact_id) VALUES (NEW.tenant_id, NEW.contact_id);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS analytics_email_insert ON crm_activities;
+CREATE TRIGGER analytics_email_insert AFTER INSERT ON crm_activities FOR EACH ROW
+    WHEN (NEW.type = 'email' AND NEW.contact_id IS NOT NULL) EXECUTE FUNCTION analytics_email_trigger();
+DROP TRIGGER IF EXISTS analytics_email_delete ON crm_activities;
+CREATE TRIGGER analytics_email_delete AFTER DELETE ON crm_activities FOR EACH ROW
+    WHEN (OLD.type = 'email' AND OLD.contact_id IS NOT NULL) EXECUTE FUNCTION analytics_email_trigger();
+DROP TRIGGER IF EXISTS analytics_email_update ON crm_activities;
+CREATE TRIGGER analytics_email_update AFTER UPDATE ON crm_activities FOR EACH ROW
+    WHEN ((OLD.type = 'email' AND OLD.contact_id IS NOT NULL OR NEW.type = 'email' AND NEW.contact_id IS NOT NULL)
+          AND (OLD.occurred_at, OLD.contact_id, OLD.type, OLD.direction, OLD.team_id, OLD.user_id, OLD.deleted_at)
+              IS DISTINCT FROM
+              (NEW.occurred_at, NEW.contact_id, NEW.type, NEW.direction, NEW.team_id, NEW.user_id, NEW.deleted_at))
+    EXECUTE FUNCTION analytics_email_trigger();
+
 -- A TRUNCATE of a source table (test flushes, maintenance) is not seen by row triggers: rebuild.
 CREATE OR REPLACE FUNCTION analytics_truncate_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -398,7 +501,9 @@ CREATE OR REPLACE FUNCTION analytics_rebuild() RETURNS void LANGUAGE plpgsql AS 
 BEGIN
     TRUNCATE analytics_daily, analytics_contact_daily, analytics_contact_summary, analytics_interaction_response,
              analytics_daily_delta, analytics_contact_daily_delta, analytics_contact_summary_delta,
-             analytics_team_daily, analytics_team_daily_delta, analytics_agent_daily, analytics_agent_daily_delta;
+             analytics_team_daily, analytics_team_daily_delta, analytics_agent_daily, analytics_agent_daily_delta,
+             analytics_email_dirty;
+    PERFORM analytics_email_fill(NULL, NULL);
     INSERT INTO analytics_daily (tenant_id, day, team_id, agent_id, type, source, direction, n)
     SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, COALESCE(team_id, 0), COALESCE(agent_id, 0),
            type, source, direction, count(*)
@@ -450,6 +555,13 @@ $$;
 """
 
 UNINSTALL = r"""
+DROP TRIGGER IF EXISTS analytics_email_insert ON crm_activities;
+DROP TRIGGER IF EXISTS analytics_email_delete ON crm_activities;
+DROP TRIGGER IF EXISTS analytics_email_update ON crm_activities;
+DROP FUNCTION IF EXISTS analytics_email_trigger();
+DROP FUNCTION IF EXISTS analytics_email_fold();
+DROP FUNCTION IF EXISTS analytics_email_fill(bigint[], bigint[]);
+DROP TABLE IF EXISTS analytics_email_response, analytics_email_dirty;
 DROP TRIGGER IF EXISTS analytics_truncate ON crm_activities;
 DROP TRIGGER IF EXISTS analytics_truncate ON closed_interactions;
 DROP TRIGGER IF EXISTS analytics_truncate ON contactcenter_interactionmessage;

@@ -221,12 +221,47 @@ def test_email_samples_of_two_periods_match_a_reference(tenant, team, admin):
         return sorted(out, key=repr)
 
     now = period(DAY - timedelta(days=3), DAY + timedelta(days=2))
-    got = analytics.email_samples(membership=admin, period=now)
-    assert sorted(((x.contact_id, x.seconds) for x in got), key=repr) == reference(now)
-    both = analytics._email_samples_of(membership=admin, periods=[now, now.previous])
-    for p, samples in zip([now, now.previous], both, strict=True):
-        assert sorted(((x.contact_id, x.seconds) for x in samples), key=repr) == reference(p)
-        assert samples, "no samples in a period"
+
+    def check():
+        got = analytics.email_samples(membership=admin, period=now)
+        assert sorted(((x.contact_id, x.seconds) for x in got), key=repr) == reference(now)
+        both = analytics._email_samples_of(membership=admin, periods=[now, now.previous])
+        for p, samples in zip([now, now.previous], both, strict=True):
+            assert sorted(((x.contact_id, x.seconds) for x in samples), key=repr) == reference(p)
+            assert samples, "no samples in a period"
+        mine = analytics.email_samples(membership=admin, period=now, contact_ids=[contacts[0].pk])
+        assert sorted(((x.contact_id, x.seconds) for x in mine), key=repr) == [
+            r for r in reference(now) if r[0] == contacts[0].pk
+        ]
+
+    def dirty() -> set[int]:
+        with connection.cursor() as c:
+            c.execute("SELECT DISTINCT contact_id FROM analytics_email_dirty")
+            return {pk for (pk,) in c.fetchall()}
+
+    # Every contact changed since the last fold: computed from the raw rows.
+    assert dirty() == {c.pk for c in contacts}
+    check()
+    # Folded: read from analytics_email_response alone.
+    with connection.cursor() as c:
+        c.execute("SELECT analytics_fold()")
+    assert dirty() == set()
+    check()
+    # Mixed: an outbound reply moved, one email deleted, one added; those contacts are raw again.
+    moved = next(a for a in rows if a.direction == "outbound" and a.contact_id == contacts[1].pk)
+    moved.occurred_at -= timedelta(days=2)
+    moved.save(update_fields=["occurred_at"])
+    gone = next(a for a in rows if a.direction == "inbound" and a.contact_id == contacts[2].pk)
+    Activity.objects.filter(pk=gone.pk).delete()
+    ActivityFactory(
+        tenant=tenant, team=team, contact=contacts[3], type="email", direction="outbound",
+        occurred_at=at(DAY - timedelta(days=1), 10),
+    )  # fmt: skip
+    assert dirty() == {contacts[1].pk, contacts[2].pk, contacts[3].pk}
+    rows = list(
+        Activity.objects.filter(tenant=tenant, type="email").order_by("contact_id", "occurred_at", "id")
+    )
+    check()
 
 
 def test_median_and_p90_match_hand_computation():
@@ -535,7 +570,38 @@ def _aggregates():
                  WHERE h <> 0 OR l <> 0"""  # noqa: S608 - constants only
         )
         agent_raw = set(c.fetchall())
-    return (daily, contact, summary, team, agent), (daily_raw, contact_raw, summary_raw, team_raw, agent_raw)
+        c.execute("SELECT DISTINCT tenant_id, contact_id FROM analytics_email_dirty")
+        dirty = set(c.fetchall())  # recomputed by the next fold; readers compute them from raw rows
+        c.execute(
+            "SELECT activity_id, tenant_id, contact_id, occurred_at, team_id, agent_id, prev_in_at,"
+            " next_out_at FROM analytics_email_response"
+        )
+        email = {r for r in c.fetchall() if (r[1], r[2]) not in dirty}
+    email_raw = {r for r in _email_runs_from_rows() if (r[1], r[2]) not in dirty}
+    return (
+        (daily, contact, summary, team, agent, email),
+        (daily_raw, contact_raw, summary_raw, team_raw, agent_raw, email_raw),
+    )
+
+
+def _email_runs_from_rows() -> set[tuple]:
+    """analytics_email_response as a plain reading of the rule over the activities: per inbound email with
+    a contact, the previous email's time if it was inbound, and the next outbound email's time."""
+    emails = list(
+        Activity.objects.filter(type="email", deleted_at__isnull=True, contact__isnull=False)
+        .order_by("tenant_id", "contact_id", "occurred_at", "id")
+        .values_list("id", "tenant_id", "contact_id", "occurred_at", "team_id", "user_id", "direction")
+    )
+    out = set()
+    for i, (pk, tenant, contact, when, team, user, direction) in enumerate(emails):
+        if direction != "inbound":
+            continue
+        same = [e for e in emails if e[1] == tenant and e[2] == contact]
+        k = same.index(emails[i])
+        prev_in = same[k - 1][3] if k and same[k - 1][6] == "inbound" else None
+        reply = next((e[3] for e in same[k + 1 :] if e[6] == "outbound"), None)
+        out.add((pk, tenant, contact, when, team or 0, user or 0, prev_in, reply))
+    return out
 
 
 def test_aggregates_agree_with_raw_rows_after_random_writes(tenant, other_tenant, team, other_team):
@@ -630,6 +696,12 @@ def test_aggregates_agree_with_raw_rows_after_random_writes(tenant, other_tenant
             " WHERE handled <> 0 OR logged <> 0"
         )
         assert set(c.fetchall()) == raw[4]
+        c.execute("SELECT count(*) FROM analytics_email_dirty")
+        assert c.fetchone()[0] == 0
+        c.execute("SELECT * FROM analytics_email_response")
+        runs = _email_runs_from_rows()
+        assert set(c.fetchall()) == runs
+    assert runs, "no inbound email with a contact in the random mix"
 
 
 # --- Pages ------------------------------------------------------------------------------------------------
