@@ -88,8 +88,8 @@ def test_mailboxes_and_outbox_of_this_tenant_only(
     now = timezone.now()
     agent = make_member(tenant, Role.AGENT, teams=[team], first_name="Ada", last_name="Agent")
     synced = MailboxFactory(
-        tenant=tenant, owner=agent.user, email_address="ada@acme.test", last_sync_at=now - timedelta(minutes=10),
-        next_sync_at=now + timedelta(minutes=2),
+        tenant=tenant, owner=agent.user, email_address="ada@acme.test",
+        last_sync_at=now - timedelta(minutes=10), next_sync_at=now + timedelta(minutes=2),
     )  # fmt: skip
     failing = MailboxFactory(
         tenant=tenant, owner=admin_member.user, email_address="boss@acme.test", status=MailboxStatus.ERROR,
