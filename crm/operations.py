@@ -26,7 +26,7 @@ from emailsync.models import Mailbox, MailboxStatus, OutgoingEmail, OutgoingStat
 
 logger = logging.getLogger(__name__)
 
-REFRESH_SECONDS = 15
+REFRESH_SECONDS = 15  # OPERATIONS_REFRESH_SECONDS in settings overrides it
 RECENT_FAILURES = 10
 WORKER_PING_TIMEOUT = 1.0  # seconds a ping waits for replies (the page waits that long, once per cache)
 WORKER_CACHE_SECONDS = 10  # per process: an admin's refreshes do not ping the workers every time
@@ -214,6 +214,7 @@ def outbox_state(*, tenant: Tenant, now: datetime | None = None) -> OutboxState:
 @dataclass
 class WorkerState:
     in_process: bool  # no broker: tasks run inside the request (make run without REDIS_URL)
+    in_process_reason: str = ""
     broker_ok: bool = False
     broker_error: str = ""
     workers: list[str] = field(default_factory=list)
@@ -268,16 +269,22 @@ def _ping_workers() -> list[str]:
     return sorted(name for reply in replies for name in reply)
 
 
-def _in_process() -> bool:
-    return not settings.REDIS_URL or bool(_celery_app().conf.task_always_eager)
+def _in_process_reason() -> str:
+    """Why tasks run in-process, or "" when they go through the broker to workers."""
+    if not settings.REDIS_URL:
+        return "no REDIS_URL is configured"
+    if _celery_app().conf.task_always_eager:
+        return "tasks are set to run eagerly"
+    return ""
 
 
 def worker_state(*, use_cache: bool = True) -> WorkerState:
     """Whether workers answer a ping, and the queue lengths. Without a broker (``make run`` without
     ``REDIS_URL``) tasks run in-process: that is the answer, not an error. A broker that cannot be
     reached is reported with the exception's class, never its text (a URL may carry a password)."""
-    if _in_process():
-        return WorkerState(in_process=True, checked_at=timezone.now())
+    reason = _in_process_reason()
+    if reason:
+        return WorkerState(in_process=True, in_process_reason=reason, checked_at=timezone.now())
     key = settings.CELERY_BROKER_URL
     if use_cache:
         with _worker_lock:
@@ -330,4 +337,5 @@ def operations_state(*, tenant: Tenant) -> OperationsState:
         outbox=outbox_state(tenant=tenant, now=now),
         workers=worker_state(),
         now=now,
+        refresh_seconds=int(getattr(settings, "OPERATIONS_REFRESH_SECONDS", REFRESH_SECONDS)),
     )

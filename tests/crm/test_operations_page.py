@@ -266,7 +266,7 @@ def test_without_redis_the_page_says_tasks_run_in_process(client_for, admin_memb
     settings.REDIS_URL = ""
     settings.CELERY_BROKER_URL = "memory://"
     html = client_for(admin_member).get(PAGE).content.decode()
-    assert "Tasks run in-process" in html
+    assert "Tasks run in-process (no REDIS_URL is configured)" in html
     assert 'data-testid="ops-queues"' not in html and 'data-testid="ops-broker-error"' not in html
 
 
