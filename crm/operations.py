@@ -240,10 +240,14 @@ def queue_names() -> list[str]:
     names = [conf.task_default_queue]
     for queue in conf.task_queues or ():
         names.append(getattr(queue, "name", queue))
-    routes = conf.task_routes or {}
-    for route in routes.values() if isinstance(routes, dict) else ():
-        if isinstance(route, dict) and route.get("queue"):
-            names.append(route["queue"])
+    routes = conf.task_routes or ()
+    # task_routes is a dict of task name (or glob) -> route, or a sequence of such dicts (routers given as
+    # functions cannot be listed)
+    for table in [routes] if isinstance(routes, dict) else routes:
+        for route in table.values() if isinstance(table, dict) else ():
+            queue = route.get("queue") if isinstance(route, dict) else None
+            if queue:
+                names.append(getattr(queue, "name", queue))
     return sorted({str(n) for n in names if n})
 
 

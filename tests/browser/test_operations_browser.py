@@ -26,7 +26,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 def test_admin_watches_sync_and_outbox(page, live_server, browser_login, smtp_server, settings):
     # given an admin, a mailbox whose server refuses connections, a failed email and an SMTP server that
     # works now; another tenant's mailbox is never shown
-    settings.OPERATIONS_REFRESH_SECONDS = 1
+    settings.OPERATIONS_REFRESH_SECONDS = 2
     operations.clear_worker_cache()
     tenant = TenantFactory(name="Ops Inc")
     team = TeamFactory(tenant=tenant, name="Sales")

@@ -262,6 +262,21 @@ def test_redact_known_secret_only_when_long_enough():
 # --- background work: no Redis, Redis unreachable -----------------------------------------------------
 
 
+def test_queue_names_come_from_the_celery_configuration():
+    from kombu import Queue
+
+    conf = celery_app.conf
+    saved = (conf.task_queues, conf.task_routes)
+    try:
+        conf.task_queues = [Queue("mail-sync")]
+        conf.task_routes = [{"emailsync.tasks.send_outgoing_email_task": {"queue": "outgoing"}}, {"x": "y"}]
+        assert operations.queue_names() == sorted({conf.task_default_queue, "mail-sync", "outgoing"})
+        conf.task_routes = {"emailsync.*": {"queue": "sync"}}
+        assert "sync" in operations.queue_names()
+    finally:
+        conf.task_queues, conf.task_routes = saved
+
+
 def test_without_redis_the_page_says_tasks_run_in_process(client_for, admin_member, settings):
     settings.REDIS_URL = ""
     settings.CELERY_BROKER_URL = "memory://"
