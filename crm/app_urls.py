@@ -51,3 +51,20 @@ urlpatterns += [
     path("settings/teams/<int:pk>/", member_views.team_edit_view, name="team-edit"),
     path("settings/teams/<int:pk>/delete/", member_views.team_delete_view, name="team-delete"),
 ]
+
+# The operations page (tenant admins): mail sync, outbox and workers. Ids are mailbox / outgoing email ids.
+from . import operations_views  # noqa: E402
+
+urlpatterns += [
+    path("settings/operations/", operations_views.operations_view, name="operations"),
+    path(
+        "settings/operations/mailboxes/<int:pk>/sync/",
+        operations_views.operations_mailbox_sync,
+        name="operations-mailbox-sync",
+    ),
+    path(
+        "settings/operations/outgoing/<int:pk>/retry/",
+        operations_views.operations_outgoing_retry,
+        name="operations-outgoing-retry",
+    ),
+]

@@ -634,6 +634,29 @@ def outgoing_save(
     return outgoing
 
 
+@transaction.atomic
+def outgoing_retry(*, tenant: Tenant, actor, outgoing: OutgoingEmail) -> bool:
+    """Queue a failed email again (an admin's "Retry", e.g. after fixing the SMTP settings).
+
+    Idempotent: only a failed row is re-queued (True); a row already queued or sent again is left as it
+    is (False), so a double click sends once. The queued row is the outbox entry, as in outgoing_save.
+    """
+    row = OutgoingEmail.objects.for_tenant(tenant).select_for_update().filter(pk=outgoing.pk).first()
+    if row is None or row.status != OutgoingStatus.FAILED:
+        return False
+    if not SmtpSettings.objects.for_tenant(tenant).exists():
+        raise ValidationError("Outgoing mail is not configured for this workspace (SMTP settings).")
+    now = timezone.now()
+    OutgoingEmail.objects.filter(pk=row.pk).update(
+        status=OutgoingStatus.QUEUED, queued_at=now, attempts=0, error="", updated_at=now
+    )
+    logger.info("outgoing email %s queued again by user %s", row.pk, getattr(actor, "pk", None))
+    from .tasks import send_outgoing_email_task
+
+    enqueue_on_commit(send_outgoing_email_task, row.pk)
+    return True
+
+
 class SendTransient(Exception):
     pass
 

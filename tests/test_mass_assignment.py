@@ -883,6 +883,39 @@ def mailbox_test_and_sync(w: World):
     assert mailbox.next_sync_at is not None
 
 
+@case("crm:operations-mailbox-sync", "crm:operations-outgoing-retry")
+def operations_actions(w: World):
+    SmtpSettingsFactory(tenant=w.tenant)
+    mailbox = MailboxFactory(tenant=w.tenant, owner=w.agent.user, team=w.team, port=free_port())
+    failed = OutgoingEmailFactory(
+        tenant=w.tenant, author=w.agent.user, subject="Offer", status="failed", error="refused", attempts=3
+    )
+    other_mailbox = w.keep(
+        MailboxFactory(tenant=w.elsewhere.tenant, owner=w.elsewhere.user, team=w.elsewhere.team)
+    )
+    other_email = w.keep(
+        OutgoingEmailFactory(tenant=w.elsewhere.tenant, author=w.elsewhere.user, status="failed", error="x")
+    )
+    client = w.client_for(w.admin)
+    _ok_redirect(
+        client.post(
+            reverse("crm:operations-mailbox-sync", args=[mailbox.pk]),
+            w.smuggle(row=other_mailbox, status="disabled", lease_token=99, email_address="hijack@evil.test"),
+        )
+    )
+    w.assert_clean(
+        mailbox, owner=w.agent.user, team=w.team, status=MailboxStatus.ACTIVE, lease_token=0,
+        email_address=mailbox.email_address,
+    )  # fmt: skip
+    _ok_redirect(
+        client.post(
+            reverse("crm:operations-outgoing-retry", args=[failed.pk]),
+            w.smuggle(row=other_email, status="sent", subject="Hijacked", to="victim@evil.test", attempts=0),
+        )
+    )
+    w.assert_clean(failed, author=w.agent.user, subject="Offer", status="queued", to=failed.to, error="")
+
+
 @case("emailsync:smtp-settings")
 def smtp_settings(w: World):
     other = w.keep(SmtpSettingsFactory(tenant=w.other_tenant, host="smtp.other.test"))

@@ -188,6 +188,13 @@ def _outgoing(p: Place):
     return OutgoingEmailFactory(tenant=p.tenant, author=p.user, contact=_contact(p))
 
 
+def _failed_outgoing(p: Place):
+    """A failed outgoing email of the place's member (what the operations page's Retry is for)."""
+    return OutgoingEmailFactory(
+        tenant=p.tenant, author=p.user, contact=_contact(p), status="failed", error="refused"
+    )
+
+
 def _saved_view(p: Place):
     """Shared with the place's team (the widest a saved view gets)."""
     return SavedViewFactory(tenant=p.tenant, owner=p.user, team=p.team)
@@ -329,6 +336,9 @@ REGISTRY: dict[str, Entry] = {
     "crm:member-reactivate": Entry(make=_former_member),
     "crm:team-edit": Entry(make=_team, data={"name": "Hijacked"}),
     "crm:team-delete": Entry(make=_team),
+    # crm: the operations page (admins only; 403 for other roles before any lookup)
+    "crm:operations-mailbox-sync": Entry(make=_mailbox, htmx=("POST",), admin_only=True),
+    "crm:operations-outgoing-retry": Entry(make=_failed_outgoing, htmx=("POST",), admin_only=True),
     # activities: saved views, manual activities, analytics
     # Saved views are the owner's, shared with at most one team: admins do not see other teams' views
     # (activities.models.SavedViewQuerySet.visible_to), and only the owner deletes one.
