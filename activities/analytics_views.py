@@ -37,24 +37,19 @@ def _dashboard_context(request):
     rollup = analytics.daily_rollup(membership=membership, period=period, team_id=team_id)
     series = analytics.volume(membership=membership, period=period, team_id=team_id, rollup=rollup)
     mix = analytics.channel_mix(series)
-    samples = analytics.response_samples(membership=membership, period=period, team_id=team_id)
+    response = analytics.response_summary(membership=membership, period=period, team_id=team_id)
     type_names = dict(ActivityType.choices)
-    by_channel = {
-        type_names.get(k, k): v for k, v in analytics.grouped_stats(samples, lambda s: s.channel).items()
-    }
+    by_channel = {type_names.get(k, k): v for k, v in response.by_channel.items()}
     team_rows, agent_rows = analytics.performance(
         membership=membership,
         period=period,
         team_id=team_id,
-        samples=samples,
+        summary=response,
         rollup=rollup,
         previous_median=False,  # not shown: the table's trends are of the counts
     )
     team_names = {t.pk: t.name for t in teams}
-    by_team = {
-        team_names.get(k, "No team"): v
-        for k, v in analytics.grouped_stats(samples, lambda s: s.team_id).items()
-    }
+    by_team = {team_names.get(k, "No team"): v for k, v in response.by_team.items()}
     labels = [b.strftime("%b %d") for b in series.buckets]
     by_type = series.by_type()
     type_labels = {t: label for t, label, _, _ in mix}
@@ -77,7 +72,7 @@ def _dashboard_context(request):
         "inbound": directions.get("inbound", 0),
         "outbound": directions.get("outbound", 0),
         "mix": mix,
-        "overall": analytics.response_stats(samples),
+        "overall": response.overall,
         "by_channel": sorted(by_channel.items()),
         "by_team": sorted(by_team.items()),
         "team_rows": team_rows,

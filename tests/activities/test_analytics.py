@@ -273,6 +273,67 @@ def test_median_and_p90_match_hand_computation():
     assert (stats.answered, stats.unanswered) == (5, 1)
 
 
+def test_response_summary_in_sql_matches_the_samples(tenant, team, other_team, admin, make_member):
+    """The dashboard's response figures come from one SQL statement (percentile_cont per grouping set);
+    they equal response_stats() / grouped_stats() over the samples, for interactions and emails, with
+    some contacts folded and some pending, for an admin, a team filter and a manager."""
+    rng = random.Random(7)
+    agents = [make_member(tenant, Role.AGENT, teams=[team]).user, None]
+    contacts = [ContactFactory(tenant=tenant, team=rng.choice([team, other_team])) for _ in range(5)]
+    for _ in range(60):
+        ActivityFactory(
+            tenant=tenant,
+            team=rng.choice([team, other_team, None]),
+            user=rng.choice(agents),
+            contact=rng.choice(contacts),
+            type="email",
+            direction=rng.choice(["inbound", "inbound", "outbound"]),
+            occurred_at=at(DAY + timedelta(days=rng.randint(0, 6)), rng.randint(0, 23), rng.randint(0, 59)),
+        )
+    for channel in (Channel.WEBCHAT, Channel.SMS, Channel.VOICE) * 3:
+        first = at(DAY + timedelta(days=rng.randint(0, 6)), rng.randint(0, 22))
+        replies = [("outbound", first + timedelta(minutes=rng.randint(1, 90)))] if rng.random() < 0.7 else []
+        conversation(
+            tenant, rng.choice([team, other_team]), ("inbound", first), *replies,
+            channel=channel, agent=rng.choice(agents),
+        )  # fmt: skip
+    with connection.cursor() as c:
+        c.execute("SELECT analytics_fold()")
+    for contact in contacts[:2]:  # these two are computed from raw rows (pending)
+        ActivityFactory(
+            tenant=tenant, team=team, contact=contact, type="email", direction="outbound",
+            occurred_at=at(DAY + timedelta(days=3), 8),
+        )  # fmt: skip
+    manager = make_member(tenant, Role.MANAGER, teams=[team])
+    p = period(DAY, DAY + timedelta(days=6))
+    checked = 0
+    for membership, team_id in ((admin, None), (admin, team.pk), (manager, None)):
+        samples = analytics.response_samples(membership=membership, period=p, team_id=team_id)
+        summary = analytics.response_summary(membership=membership, period=p, team_id=team_id)
+
+        def same(a, b):
+            assert (a.answered, a.unanswered) == (b.answered, b.unanswered)
+            for x, y in ((a.median, b.median), (a.p90, b.p90)):
+                assert x == (None if y is None else pytest.approx(y))
+
+        same(summary.overall, analytics.response_stats(samples))
+        for mine, key in (
+            (summary.by_channel, lambda x: x.channel),
+            (summary.by_team, lambda x: x.team_id),
+            (summary.by_agent, lambda x: x.agent_id),
+        ):
+            expected = analytics.grouped_stats(samples, key)
+            assert mine.keys() == expected.keys()
+            for k in expected:
+                same(mine[k], expected[k])
+                checked += 1
+        assert samples and summary.overall.answered and summary.overall.unanswered
+        if membership is admin and team_id is None:
+            assert set(summary.by_channel) == {"email", "chat", "sms", "call"}
+            assert len(summary.by_team) == 3 and len(summary.by_agent) == 2
+    assert checked > 15
+
+
 # --- Performance ------------------------------------------------------------------------------------------
 
 
