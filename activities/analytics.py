@@ -475,6 +475,7 @@ class PerformanceRow:
     previous_handled: int
     previous_logged: int
     previous_median: float | None
+    key: int = 0  # the team or agent id (0: none)
 
     @property
     def handled_trend(self) -> float | None:
@@ -574,6 +575,7 @@ def performance(
                     previous_handled=ph,
                     previous_logged=pm,
                     previous_median=stats_before[pk].median if pk in stats_before else None,
+                    key=pk,
                 )
             )
         tables.append(sorted(rows, key=lambda r: (-(r.handled + r.logged), r.label)))

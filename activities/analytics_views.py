@@ -50,6 +50,8 @@ def _dashboard_context(request):
     )
     team_names = {t.pk: t.name for t in teams}
     by_team = {team_names.get(k, "No team"): v for k, v in response.by_team.items()}
+    agent_names = {r.key: r.label for r in agent_rows}
+    by_agent = {agent_names.get(k, "Unassigned"): v for k, v in response.by_agent.items()}
     labels = [b.strftime("%b %d") for b in series.buckets]
     by_type = series.by_type()
     type_labels = {t: label for t, label, _, _ in mix}
@@ -75,6 +77,7 @@ def _dashboard_context(request):
         "overall": response.overall,
         "by_channel": sorted(by_channel.items()),
         "by_team": sorted(by_team.items()),
+        "by_agent": sorted(by_agent.items()),
         "team_rows": team_rows,
         "agent_rows": agent_rows,
         "engagement": analytics.engagement(membership=membership, period=period, team_id=team_id),
@@ -123,8 +126,13 @@ def export_csv(request):
     elif section == "response":
         row("group", "answered", "unanswered", "median_seconds", "p90_seconds")
         row("all", c["overall"].answered, c["overall"].unanswered, c["overall"].median, c["overall"].p90)
-        for name, stats in c["by_channel"] + c["by_team"]:
-            row(name, stats.answered, stats.unanswered, stats.median, stats.p90)
+        for prefix, groups in (
+            ("channel", c["by_channel"]),
+            ("team", c["by_team"]),
+            ("agent", c["by_agent"]),
+        ):
+            for name, stats in groups:
+                row(f"{prefix}: {name}", stats.answered, stats.unanswered, stats.median, stats.p90)
     elif section in ("teams", "agents"):
         row("name", "handled", "handled_previous", "logged", "logged_previous", "median_response_seconds")
         for r in c["team_rows" if section == "teams" else "agent_rows"]:
