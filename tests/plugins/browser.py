@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -90,8 +91,30 @@ def _collect_console_error(page, msg) -> None:
         page.csp_violations.append(f"{url}: {msg.text}")
 
 
+def _wait_until_no_request_holds_the_database(timeout: float = 10.0) -> None:
+    """Wait until no other session of the test database is running a statement or holds a transaction
+    open (a live-server request still answering the closed page). The per-test flush TRUNCATEs every table:
+    against a request that holds one table and waits for another, that is a deadlock (seen as an error at
+    the teardown of a grid test)."""
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                " AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
+
+
 @pytest.fixture
-def page(browser, request):
+def page(browser, request, live_server):
+    # Depends on live_server so that it is torn down first: the page closes, and its last requests end,
+    # before the live server's test flushes the database.
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(DEFAULT_TIMEOUT_MS)
     page = context.new_page()
@@ -112,6 +135,7 @@ def page(browser, request):
             except Exception:  # noqa: BLE001, S110 - best effort; the test already failed
                 pass
         context.close()
+        _wait_until_no_request_holds_the_database()
     # Our pages must work under their own policy: a refused inline script / style / eval is a bug even when
     # the test's own assertions passed (a test that already failed keeps its own failure).
     if page.csp_violations and not (report is not None and report.failed):
