@@ -383,9 +383,10 @@ def _celery_mode(request):
 @dataclass
 class CeleryWorker:
     proc: subprocess.Popen
-    queue: str
+    queue: str  # its default queue (also the start of its node name, "<queue>@<host>")
     database: str
     log_path: Path
+    queues: str = ""  # everything it consumes (its -Q)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -417,8 +418,9 @@ def _require_redis() -> str:
 def start_celery_worker(
     *, redis_url: str, test_db: str, queues: str, names: dict[str, str], log_path: Path, node: str
 ) -> CeleryWorker:
-    """``celery -A crm worker --pool=solo -Q <queues>`` against the test database ``test_db``, its queue
-    names (for the tasks it sends itself) set to ``names``; returns once the worker is ready."""
+    """``celery -A crm worker --pool=solo -Q <queues>`` named ``<node>@<host>``, against the test database
+    ``test_db``, its queue names (for the tasks it sends itself) set to ``names``; returns once the worker
+    is ready."""
     env = dict(
         os.environ,
         DATABASE_URL=with_database_name(os.environ["DATABASE_URL"], test_db),
@@ -436,7 +438,9 @@ def start_celery_worker(
         "--without-heartbeat", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     proc = _popen(cmd, log_path, cwd=ROOT, env=env)
-    worker = CeleryWorker(proc=proc, queue=queues, database=test_db, log_path=log_path)
+    worker = CeleryWorker(
+        proc=proc, queue=names["default"], database=test_db, log_path=log_path, queues=queues
+    )
     try:
         worker.wait_for_log(r"\bready\.", timeout=60)
     except BaseException:
@@ -459,7 +463,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
         queues=_worker_queues(),
         names=names,
         log_path=tmp_path_factory.mktemp("celery") / "worker.log",
-        node=_queue_base(),
+        node=names["default"],
     )
     try:
         yield worker
@@ -486,7 +490,8 @@ def celery_real(celery_worker_process, settings):
     """Tasks are sent through Redis to the session's real worker for this test (not run eagerly).
 
     Use with ``transactional_db`` (or ``django_db(transaction=True)``): the worker sees only committed
-    rows. Returns the worker (``.wait_for_log(pattern)``, ``.database``, ``.queue``: its ``-Q``).
+    rows. Returns the worker (``.wait_for_log(pattern)``, ``.database``, ``.queue``: the session's default
+    queue and the worker's node name, ``.queues``: everything it consumes).
     """
     _set_eager(settings, False)
     return celery_worker_process
