@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2
 ARGS ?=
 
-.PHONY: venv run test test-fast system-deps lint format check-deploy bench load explain clean
+.PHONY: venv run test test-fast system-deps lint format check-deploy compose-check bench load explain clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,15 @@ check-deploy: $(STAMP)
 	FIELD_ENCRYPTION_KEYS="$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
 	ALLOWED_HOSTS=crm.example.com \
 	$(PY) manage.py check --deploy --fail-level WARNING
+
+# docker-compose.yml validated offline (no Docker engine needed) with throw-away secrets, by the Debian
+# package docker-compose (make system-deps installs it) or else the compose v2 plugin.
+compose-check:
+	@if command -v docker-compose >/dev/null 2>&1; then set -- docker-compose; \
+	elif docker compose version >/dev/null 2>&1; then set -- docker compose; \
+	else echo "compose-check needs docker-compose: apt-get install docker-compose (or make system-deps)" >&2; exit 1; fi; \
+	POSTGRES_PASSWORD=throwaway APP_DB_PASSWORD=throwaway SECRET_KEY=throwaway FIELD_ENCRYPTION_KEYS=throwaway \
+	"$$@" -f docker-compose.yml config -q && echo "docker-compose.yml is valid"
 
 bench: $(STAMP)
 	$(PY) -m crm.devtools.services -- $(PY) -m bench.run $(ARGS)

@@ -194,6 +194,23 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_SOFT_TIME_LIMIT = 600
 CELERY_TASK_TIME_LIMIT = 660
+# Queues (README "Operations"): one per kind of work, so each kind gets workers of its own and a mail
+# sync backlog never delays outgoing mail: `sync` (mailbox syncs, the fan-out's target), `mail` (outgoing
+# mail) and `default` (everything else: the beat fan-out and reconcilers, the analytics fold, ping). The
+# names come from CELERY_DEFAULT_QUEUE / CELERY_SYNC_QUEUE / CELERY_MAIL_QUEUE (the tests give each
+# session private ones). A worker started without -Q consumes all three (make run, one machine);
+# `celery -A crm worker -Q sync` consumes syncs only.
+TASK_QUEUE_NAMES = {
+    kind: os.environ.get(f"CELERY_{kind.upper()}_QUEUE", "").strip() or kind
+    for kind in ("default", "sync", "mail")
+}
+CELERY_TASK_DEFAULT_QUEUE = TASK_QUEUE_NAMES["default"]
+CELERY_TASK_ROUTES = {
+    "emailsync.tasks.sync_mailbox_task": {"queue": TASK_QUEUE_NAMES["sync"]},
+    "emailsync.tasks.send_outgoing_email_task": {"queue": TASK_QUEUE_NAMES["mail"]},
+}
+# Declared like the queues Celery creates on demand (a direct exchange and routing key of the same name).
+CELERY_TASK_QUEUES = {name: {"exchange": name, "routing_key": name} for name in TASK_QUEUE_NAMES.values()}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: Dovecot (IMAP tests), redis-server (private Redis when
-# REDIS_URL is unset, Celery tests), Chromium (Playwright browser tests).
+# REDIS_URL is unset, Celery tests), Chromium (Playwright browser tests), docker-compose (validates
+# docker-compose.yml offline: tests/infra/test_compose.py, make compose-check; no Docker engine needed).
 # Installs the missing ones when running as root; otherwise prints the command to run and fails.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ missing=()
   || missing+=(dovecot-imapd)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v docker-compose >/dev/null 2>&1 || [ -x /usr/bin/docker-compose ] || missing+=(docker-compose)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -31,7 +31,15 @@ from emailsync.models import Mailbox, OutgoingEmail, SmtpSettings
 from emailsync.tasks import claim_due_mailboxes, redispatch_queued_outgoing
 from tests.emailsync.conftest import _wait_until_login_works, make_raw
 from tests.factories import ContactFactory, MailboxFactory
-from tests.plugins.services import CeleryWorker, _celery_app, _missing, _popen, _queue_name, _set_eager
+from tests.plugins.services import (
+    CeleryWorker,
+    _celery_app,
+    _missing,
+    _popen,
+    _queue_name,
+    _set_eager,
+    _worker_queues,
+)
 
 pytestmark = [pytest.mark.faults]
 
@@ -141,9 +149,10 @@ def _start_worker(
     env.pop("TEST_DATABASE_NAME", None)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     cmd = [
-        # This process publishes to the session's queue; tasks the worker sends itself go to "celery".
+        # The session's private queues (default, sync, mail): this process and the worker (the queue
+        # names are in the environment) both publish there.
         sys.executable, "-m", "celery", "-A", "crm", "worker", "--pool=solo", "-l", "info",
-        "-Q", f"{queue},celery", "-n", f"faults-{uuid.uuid4().hex[:6]}@%h",
+        "-Q", _worker_queues(), "-n", f"faults-{uuid.uuid4().hex[:6]}@%h",
         "--without-heartbeat", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     proc = _popen(cmd, log_path, cwd=ROOT, env=env)

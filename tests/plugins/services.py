@@ -2,12 +2,12 @@
 
 Registered from tests/conftest.py (``pytest_plugins``). Everything listens on 127.0.0.1 only, every
 process is stopped at session end (and gets SIGTERM if pytest dies), and under pytest-xdist each worker
-process has its own Dovecot, Celery worker and Celery queue.
+process has its own Dovecot, Celery worker and Celery queues.
 
 Fixtures
   dovecot                session  Dovecot on a free port; .host .port .add_user() .append() .create_folder()
                                   .delete_folder() .stop() .start() .restart() .client()
-  celery_worker_process  session  ``celery -A crm worker --pool=solo`` on this session's own queue,
+  celery_worker_process  session  ``celery -A crm worker --pool=solo`` on this session's own queues,
                                   connected to the *test* database (use transactional_db)
   celery_real            function tasks go to that worker for this test (task_always_eager off)
   smtp_server            function aiosmtpd sink; .host .port .messages .wait_for(n) .use_for_django(settings)
@@ -288,8 +288,29 @@ def dovecot(tmp_path_factory):
 _RUN_ID = uuid.uuid4().hex[:8]
 
 
-def _queue_name() -> str:
+def _queue_base() -> str:
     return f"crm-test-{_RUN_ID}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+
+
+def _queue_names() -> dict[str, str]:
+    """This session's private name for each kind of queue (crm/settings.py ``TASK_QUEUE_NAMES``)."""
+    base = _queue_base()
+    return {"default": base, "sync": f"{base}-sync", "mail": f"{base}-mail"}
+
+
+def _queue_name() -> str:
+    """This session's private default queue."""
+    return _queue_names()["default"]
+
+
+def _worker_queues() -> str:
+    """The ``-Q`` argument of a test worker: every private queue of this session."""
+    return ",".join(_queue_names().values())
+
+
+def queue_env(names: dict[str, str]) -> dict[str, str]:
+    """The environment that gives a process (worker, web server) these queue names."""
+    return {f"CELERY_{kind.upper()}_QUEUE": name for kind, name in names.items()}
 
 
 def _celery_app():
@@ -298,17 +319,43 @@ def _celery_app():
     return app
 
 
-def pytest_configure(config):
-    """Send this session's tasks to a queue of its own, so concurrent runs and xdist workers never
-    consume each other's tasks (each against its own test database)."""
-    if not os.environ.get("REDIS_URL"):
-        return
+def use_queues(names: dict[str, str]) -> None:
+    """Route this process's tasks as crm/settings.py does, with ``names`` instead of the configured queue
+    names (every route of the settings is kept; a route to an unknown queue raises KeyError)."""
+    from django.conf import settings
+
+    app = _celery_app()
+    rename = {settings.TASK_QUEUE_NAMES[kind]: name for kind, name in names.items()}
+    app.conf.task_default_queue = rename[settings.CELERY_TASK_DEFAULT_QUEUE]
+    app.conf.task_routes = {
+        task: {**route, "queue": rename[route["queue"]]}
+        for task, route in settings.CELERY_TASK_ROUTES.items()
+    }
+    app.conf.task_queues = {name: {"exchange": name, "routing_key": name} for name in names.values()}
+    app.__dict__.pop("amqp", None)  # cached queues and router built from the old names
+
+
+@contextlib.contextmanager
+def queues_named(names: dict[str, str]):
+    """``use_queues(names)`` for the duration of the block, then back to this session's queues."""
+    use_queues(names)
     try:
-        app = _celery_app()
+        yield
+    finally:
+        use_queues(_queue_names())
+
+
+def pytest_configure(config):
+    """Send this session's tasks to queues of its own (one per kind: default, sync, mail), so concurrent
+    runs and xdist workers never consume each other's tasks (each against its own test database), and
+    nothing reaches the shared `sync` / `mail` / `default` queues. The environment carries the names to
+    every process the session starts (workers, web servers), so tasks they send stay private too."""
+    names = _queue_names()
+    os.environ.update(queue_env(names))
+    try:
+        use_queues(names)
     except Exception:  # noqa: BLE001 - the project may not import yet; Django's own errors come later
         return
-    app.conf.task_default_queue = _queue_name()
-    app.__dict__.pop("amqp", None)  # cached routing built from the old default queue
 
 
 def _set_eager(settings, eager: bool) -> None:
@@ -336,9 +383,10 @@ def _celery_mode(request):
 @dataclass
 class CeleryWorker:
     proc: subprocess.Popen
-    queue: str
+    queue: str  # its default queue (also the start of its node name, "<queue>@<host>")
     database: str
     log_path: Path
+    queues: str = ""  # everything it consumes (its -Q)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -357,44 +405,72 @@ class CeleryWorker:
         raise AssertionError(f"celery worker log never matched {pattern!r}:\n{self.log_text()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+def _require_redis() -> str:
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         reason = "REDIS_URL is not set: run the suite with `make test`, which provides Redis"
         if os.environ.get("CI"):
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
-    from django.db import connections
+    return redis_url
 
-    with django_db_blocker.unblock():
-        test_db = connections["default"].settings_dict["NAME"]
-    database_url = with_database_name(os.environ["DATABASE_URL"], test_db)
-    queue = _queue_name()
-    log_path = tmp_path_factory.mktemp("celery") / "worker.log"
+
+def start_celery_worker(
+    *, redis_url: str, test_db: str, queues: str, names: dict[str, str], log_path: Path, node: str
+) -> CeleryWorker:
+    """``celery -A crm worker --pool=solo -Q <queues>`` named ``<node>@<host>``, against the test database
+    ``test_db``, its queue names (for the tasks it sends itself) set to ``names``; returns once the worker
+    is ready."""
     env = dict(
         os.environ,
-        DATABASE_URL=database_url,
+        DATABASE_URL=with_database_name(os.environ["DATABASE_URL"], test_db),
         REDIS_URL=redis_url,
         EMAILSYNC_ALLOW_PRIVATE_HOSTS="1",
         PYTHONUNBUFFERED="1",
         CONN_MAX_AGE="0",
+        **queue_env(names),
     )
     env.pop("TEST_DATABASE_NAME", None)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     cmd = [
         sys.executable, "-m", "celery", "-A", "crm", "worker",
-        "--pool=solo", "-l", "info", "-Q", queue, "-n", f"{queue}@%h",
+        "--pool=solo", "-l", "info", "-Q", queues, "-n", f"{node}@%h",
         "--without-heartbeat", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     proc = _popen(cmd, log_path, cwd=ROOT, env=env)
-    worker = CeleryWorker(proc=proc, queue=queue, database=test_db, log_path=log_path)
+    worker = CeleryWorker(
+        proc=proc, queue=names["default"], database=test_db, log_path=log_path, queues=queues
+    )
     try:
         worker.wait_for_log(r"\bready\.", timeout=60)
+    except BaseException:
+        stop_process(proc, timeout=5)
+        raise
+    return worker
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    redis_url = _require_redis()
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        test_db = connections["default"].settings_dict["NAME"]
+    names = _queue_names()
+    worker = start_celery_worker(
+        redis_url=redis_url,
+        test_db=test_db,
+        queues=_worker_queues(),
+        names=names,
+        log_path=tmp_path_factory.mktemp("celery") / "worker.log",
+        node=names["default"],
+    )
+    try:
         yield worker
     finally:
-        stop_process(proc, timeout=15)
-        _purge_queue(redis_url, queue)
+        stop_process(worker.proc, timeout=15)
+        for queue in names.values():
+            _purge_queue(redis_url, queue)
 
 
 def _purge_queue(redis_url: str, queue: str) -> None:
@@ -414,7 +490,8 @@ def celery_real(celery_worker_process, settings):
     """Tasks are sent through Redis to the session's real worker for this test (not run eagerly).
 
     Use with ``transactional_db`` (or ``django_db(transaction=True)``): the worker sees only committed
-    rows. Returns the worker (``.wait_for_log(pattern)``, ``.database``, ``.queue``).
+    rows. Returns the worker (``.wait_for_log(pattern)``, ``.database``, ``.queue``: the session's default
+    queue and the worker's node name, ``.queues``: everything it consumes).
     """
     _set_eager(settings, False)
     return celery_worker_process
