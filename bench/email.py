@@ -238,6 +238,7 @@ def bench_fanout(report, dovecot, count: int) -> None:
         from emailsync.tasks import sync_mailbox_task
 
         queue = f"bench-email-{uuid.uuid4().hex[:6]}"
+        env["CELERY_SYNC_QUEUE"] = queue  # a sync that queues its own continuation stays on this queue
         for n in range(2):
             cmd = [sys.executable, "-m", "celery", "-A", "crm", "worker", "--pool=solo", "-Q", queue,
                    "-n", f"{queue}-{n}@%h", "-l", "warning", "--without-heartbeat", "--without-gossip",
