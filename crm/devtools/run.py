@@ -6,7 +6,8 @@
    over a unix socket; database ``crm`` is created if missing. A second run reuses var/pg.
 2. ``manage.py migrate``, ``manage.py seed_demo`` (idempotent), ``collectstatic``.
 3. ``manage.py runserver`` on http://127.0.0.1:8000; with REDIS_URL set, also ``celery worker`` and
-   ``celery beat`` (schedule in var/). Without REDIS_URL, tasks run in-process (CELERY_TASK_ALWAYS_EAGER).
+   ``celery beat`` (schedule in var/). Without REDIS_URL, tasks run in-process (CELERY_TASK_ALWAYS_EAGER)
+   and ``manage.py run_periodic`` runs the beat schedule.
 4. Ctrl-C or SIGTERM stops the children, then the private PostgreSQL.
 """
 
@@ -115,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             celery = [sys.executable, "-m", "celery", "-A", "crm"]
             spawn("worker", [*celery, "worker", "-l", "info", "--concurrency", "2"])
             spawn("beat", [*celery, "beat", "-l", "info", "--schedule", str(VAR / "celerybeat-schedule")])
+        else:
+            # No broker: the beat schedule (mailbox syncs, outbox, analytics fold) in a process of its own.
+            spawn("scheduler", [sys.executable, "manage.py", "run_periodic"])
 
         if wait_for_port(args.host, args.port, timeout=60, proc=children[0][1]):
             print(banner(f"http://{args.host}:{args.port}/", with_celery), flush=True)
