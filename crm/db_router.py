@@ -219,7 +219,8 @@ def _on_replica(view, request, args, kwargs):
 
 def replica_reads(view):
     """Mark a read-only, staleness-tolerant view: with a replica configured its reads of REPLICA_MODELS
-    (and raw SQL through read_connection / queryset.db) come from there. Without one it is the view."""
+    (and raw SQL through read_connection / queryset.db) come from there. Without one it is the view.
+    Not for streaming responses: the replica transaction ends when the view returns."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):

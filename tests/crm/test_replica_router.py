@@ -8,6 +8,7 @@ pointed at the test database through a second, real connection named ``replica``
 every test can tell which connection served a query. A second connection cannot see the test's open
 transaction: these tests commit (transaction=True)."""
 
+import contextlib
 import json
 import logging
 import os
@@ -112,6 +113,8 @@ def replica_alias():
     yield entry
     connections.settings.pop(REPLICA, None)
     django_settings.DATABASES.pop(REPLICA, None)
+    with contextlib.suppress(AttributeError):
+        del connections[REPLICA]
 
 
 @pytest.fixture
@@ -387,6 +390,33 @@ class TestWithReplica:
         assert data["alias"] == REPLICA and len(data["names"]) == 2
         assert [r for r in caplog.records if "read replica unavailable" in r.message]
         assert db_router._down_until > time.monotonic()
+
+
+# --- rls.tenant_transaction(read_only=True) -----------------------------------------------------------
+
+
+def _read_only_state(**kwargs) -> tuple[str, str]:
+    with rls.tenant_transaction(tenant_id=1, user_id=1, **kwargs), connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('transaction_read_only'), current_user")
+        state = cursor.fetchone()
+        try:
+            with transaction.atomic():
+                cursor.execute("UPDATE crm_tenant SET name = name")
+        except DatabaseError as exc:
+            return (*state, str(exc))
+        return (*state, "")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("enforce", [True, False])
+def test_a_read_only_tenant_transaction_refuses_writes(enforce, settings):
+    """On any alias (the middleware's own on the primary has read_only off, unchanged)."""
+    settings.DATABASE_RLS_ENFORCE = enforce
+    read_only, role, error = _read_only_state(read_only=True)
+    assert read_only == "on" and "read-only transaction" in error
+    assert role == (rls.APP_ROLE if enforce else connection.settings_dict["USER"])
+    read_only, role, error = _read_only_state()
+    assert (read_only, error) == ("off", "")
 
 
 # --- without DATABASE_REPLICA_URL ----------------------------------------------------------------------
