@@ -13,10 +13,10 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db import connection
 from django.utils import timezone
 
 from crm import visibility
+from crm.db_router import read_connection
 from crm.models import Account, Contact, Membership, Team
 
 from .models import ActivityType
@@ -116,7 +116,8 @@ class Scope:
 
 
 def _rows(sql: str, params: dict) -> list[tuple]:
-    with connection.cursor() as cursor:
+    # read_connection(): the read replica inside a @replica_reads view (crm.db_router), else the primary.
+    with read_connection().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 

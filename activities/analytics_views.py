@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from crm import selectors as crm_selectors
+from crm.db_router import replica_reads
 
 from . import analytics, charts
 from .export import neutralise
@@ -88,6 +89,7 @@ def _dashboard_context(request):
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
+@replica_reads
 def dashboard(request):
     context = _dashboard_context(request)
     partial = request.htmx and not request.htmx.history_restore_request
@@ -99,6 +101,7 @@ def dashboard(request):
 
 @login_required
 @require_GET
+@replica_reads
 def export_csv(request):
     section = request.GET.get("section", "volume")
     if section not in SECTIONS:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.core import signing
-from django.db import connection, transaction
+from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.db.utils import OperationalError
 from django.utils.dateparse import parse_datetime
@@ -59,7 +59,8 @@ def entity_ids_by_name(model, *, tenant_id: int, text: str, cap: int = NAME_ID_C
     compiles to ``UPPER(name) LIKE`` which it cannot). Returns (ids, capped).
     """
     table = model._meta.db_table
-    with connection.cursor() as cursor:
+    # model.objects.db: the read replica inside a replica view (crm.db_router), else the primary.
+    with connections[model.objects.db].cursor() as cursor:
         cursor.execute(
             f"SELECT id FROM {table} WHERE tenant_id = %s AND name ILIKE %s LIMIT %s",  # noqa: S608
             [tenant_id, _ilike_pattern(text), cap + 1],
@@ -187,7 +188,8 @@ WALK_TIMEOUT_MS = 60
 def _fetch_within(qs: QuerySet, timeout_ms: int) -> list | None:
     """``list(qs)`` if it finishes within ``timeout_ms``, else None (statement cancelled)."""
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
+        # On the connection the queryset reads (the replica inside a replica view, crm.db_router).
+        with transaction.atomic(using=qs.db), connections[qs.db].cursor() as cursor:
             cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
             return list(qs)
     except OperationalError:
@@ -269,7 +271,7 @@ def feed_capped_count(
     """min(count, cap + 1), or None when it would take longer than ``timeout_ms``."""
     sql, params = qs.order_by().values("id")[: cap + 1].query.sql_with_params()
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(using=qs.db), connections[qs.db].cursor() as cursor:
             cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
             cursor.execute(f"SELECT count(*) FROM ({sql}) AS capped", params)  # noqa: S608
             return cursor.fetchone()[0]

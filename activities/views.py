@@ -17,6 +17,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from crm import rls, visibility
+from crm.db_router import replica_reads
 from crm.models import Team
 
 from . import export as csv_export
@@ -64,6 +65,7 @@ def _grid_state(request):
 
 @login_required
 @require_GET
+@replica_reads
 def grid(request):
     membership, form, query, filtered = _grid_state(request)
     cursor, cursor_error = None, ""
@@ -119,6 +121,7 @@ def grid(request):
 
 @login_required
 @require_GET
+@replica_reads
 def grid_count(request):
     """The lazily loaded total: exact up to 10,000, "10,000+" beyond, "many" when it takes too long."""
     membership, form, query, filtered = _grid_state(request)

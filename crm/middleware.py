@@ -4,7 +4,7 @@ from django.db import transaction
 from django.shortcuts import render
 from django.utils import timezone
 
-from . import rls
+from . import db_router, rls
 from .logcontext import tenant_id_var, user_id_var
 from .models import Membership
 
@@ -90,6 +90,8 @@ class TenantMiddleware:
                 # it wrote (what ATOMIC_REQUESTS would do; the request's transaction is ours). Paths
                 # without one (/readyz answering 503 with the database down) have nothing to undo.
                 transaction.set_rollback(True)
+            # With a read replica: after a write, this user's next pages read the primary (db_router).
+            db_router.pin_after_write(request, response)
             return response
         finally:
             timezone.deactivate()

@@ -183,32 +183,52 @@ def _values(tenant_id, user_id, bypass) -> list[str]:
     return [_role(), str(tenant_id or ""), str(user_id or ""), "on" if bypass else ""]
 
 
-def _apply(cursor, values: list[str], *, local: bool, read_previous: bool) -> list[str] | None:
+def _apply(
+    cursor, values: list[str], *, local: bool, read_previous: bool, read_only: bool = False
+) -> list[str] | None:
     flag = "true" if local else "false"
     sql = "SELECT " + (_READ + ", " if read_previous else "") + _WRITE.format(local=flag)
+    if read_only:
+        # SET TRANSACTION READ ONLY, in the same statement.
+        sql += ", set_config('transaction_read_only', 'on', true)"
     cursor.execute(sql, values)
     return list(cursor.fetchone()[:4]) if read_previous else None
 
 
 @contextmanager
 def tenant_transaction(
-    *, tenant_id: int | None = None, user_id: int | None = None, bypass: bool = False, using: str = "default"
+    *,
+    tenant_id: int | None = None,
+    user_id: int | None = None,
+    bypass: bool = False,
+    using: str = "default",
+    read_only: bool = False,
 ):
     """One transaction acting as the application role with this tenant (and user) set, transaction-local:
     the settings end with the transaction, so a pooled connection never carries them into the next one.
 
     Every request runs in one (``crm.middleware.TenantMiddleware``), and so does a streamed export. When
     nested (a test's transaction, an eager task inside a request) the previous settings are restored on the
-    way out; on an error the savepoint's rollback undoes them."""
+    way out; on an error the savepoint's rollback undoes them.
+
+    ``using`` names the connection: a page that reads the replica runs a second one there, for the same
+    tenant and user (``crm.db_router.replica_reads``). ``read_only`` makes an outermost transaction
+    READ ONLY (a nested one cannot be switched once its transaction has read)."""
     conn = connections[using]
+    nested = conn.in_atomic_block
     if not enforced():
         with transaction.atomic(using=using):
+            if read_only and not nested:
+                with conn.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION READ ONLY")
             yield
         return
-    nested = conn.in_atomic_block
     with transaction.atomic(using=using):
         with conn.cursor() as cursor:
-            previous = _apply(cursor, _values(tenant_id, user_id, bypass), local=True, read_previous=nested)
+            values = _values(tenant_id, user_id, bypass)
+            previous = _apply(
+                cursor, values, local=True, read_previous=nested, read_only=read_only and not nested
+            )
         yield
         if nested and not conn.needs_rollback:
             with conn.cursor() as cursor:

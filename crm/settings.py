@@ -2,7 +2,7 @@
 
 Variables (all documented in README.md):
 DATABASE_URL, REDIS_URL, SECRET_KEY, DEBUG, ALLOWED_HOSTS, TIME_ZONE, FIELD_ENCRYPTION_KEYS,
-CSRF_TRUSTED_ORIGINS, EMAILSYNC_ALLOW_PRIVATE_HOSTS, DJANGO_ENV.
+CSRF_TRUSTED_ORIGINS, EMAILSYNC_ALLOW_PRIVATE_HOSTS, DJANGO_ENV, DATABASE_REPLICA_URL.
 """
 
 import os
@@ -99,16 +99,22 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if not DATABASE_URL:
     # `make run` / `make test` export DATABASE_URL (a private embedded PostgreSQL when none is given).
     DATABASE_URL = "postgres://postgres@127.0.0.1:5432/crm"
-DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")))
-}
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DATABASES["default"].setdefault("OPTIONS", {})
-# JIT compilation pays off for long analytical scans, not for page queries: with row estimates that are
-# poor (prefix text search) it added ~40 ms to queries that run in a few (measured on the bench data).
-DATABASES["default"]["OPTIONS"].setdefault("options", "-c jit=off")
-# Client-side binding (Django's default) on purpose: server-side prepared statements reuse a plan built
-# for one tenant on another (DESIGN.md).
+
+
+def database(url: str) -> dict:
+    """One DATABASES entry from a URL, with the options every alias shares."""
+    db = dj_database_url.parse(url, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")))
+    db["CONN_HEALTH_CHECKS"] = True
+    db.setdefault("OPTIONS", {})
+    # JIT compilation pays off for long analytical scans, not for page queries: with row estimates that
+    # are poor (prefix text search) it added ~40 ms to queries that run in a few (measured on the bench
+    # data). Client-side binding (Django's default) on purpose: server-side prepared statements reuse a
+    # plan built for one tenant on another (DESIGN.md).
+    db["OPTIONS"].setdefault("options", "-c jit=off")
+    return db
+
+
+DATABASES = {"default": database(DATABASE_URL)}
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
 
 # Row-level security (crm/rls.py): policies are always installed. Enforced (the default), every request
@@ -119,6 +125,34 @@ DATABASE_RLS_ROLE = os.environ.get("DATABASE_RLS_ROLE", "crm_app")
 # When set, `migrate` (running as the owner) gives that role LOGIN with this password, so web and workers
 # can connect as it directly (docker compose does): then not even a raw connection can see another tenant.
 DATABASE_APP_PASSWORD = os.environ.get("DATABASE_APP_PASSWORD", "")
+
+
+def replica_database(url: str) -> dict:
+    """The read replica's entry (crm/db_router.py): the same options as the primary, plus a name in
+    pg_stat_activity, a short connect timeout (an unreachable replica falls back to the primary quickly),
+    read-only transactions, and, with RLS enforced, the restricted role for the whole session, so even a
+    query outside a tenant transaction sees no tenant rows there."""
+    db = database(url)
+    options = db["OPTIONS"]
+    options.setdefault("application_name", "replica")
+    options.setdefault("connect_timeout", 2)
+    options["options"] += " -c default_transaction_read_only=on"
+    if DATABASE_RLS_ENFORCE:
+        options["options"] += f" -c role={DATABASE_RLS_ROLE}"
+    # Never created, flushed or migrated by the test runner: in tests it is the test database itself.
+    db["TEST"] = {"MIRROR": "default"}
+    return db
+
+
+# Optional read replica (README "Beyond one machine"): only views marked @replica_reads read from it
+# (the activity grid and its count, analytics); everything else, and every write, uses the primary.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+# After a write (a POST or the like) the user's reads stay on the primary this long (read-your-writes).
+DATABASE_REPLICA_PIN_SECONDS = int(os.environ.get("DATABASE_REPLICA_PIN_SECONDS", "10"))
+DATABASE_ROUTERS: list[str] = []
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = replica_database(DATABASE_REPLICA_URL)
+    DATABASE_ROUTERS = ["crm.db_router.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
