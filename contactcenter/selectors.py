@@ -38,7 +38,7 @@ def interactions_visible(*, membership: Membership) -> QuerySet[Interaction]:
 def closed_interaction_get(*, membership: Membership, pk: int) -> ClosedInteraction:
     closed = (
         closed_visible(membership=membership)
-        .select_related("queue", "agent", "contact", "interaction")
+        .with_related(membership.tenant_id, "queue", "agent", "contact", "interaction")
         .filter(pk=pk)
         .first()
     )

@@ -66,15 +66,19 @@ def account_search_q(q: str) -> Q:
 
 
 def contact_list(*, membership: Membership) -> QuerySet[Contact]:
-    return contact_visible(membership=membership).select_related("owner", "team", "account")
+    return contact_visible(membership=membership).with_related(
+        membership.tenant_id, "owner", "team", "account"
+    )
 
 
 def lead_list(*, membership: Membership) -> QuerySet[Lead]:
-    return lead_visible(membership=membership).select_related("owner", "team", "converted_contact")
+    return lead_visible(membership=membership).with_related(
+        membership.tenant_id, "owner", "team", "converted_contact"
+    )
 
 
 def account_list(*, membership: Membership) -> QuerySet[Account]:
-    return account_visible(membership=membership).select_related("owner", "team")
+    return account_visible(membership=membership).with_related(membership.tenant_id, "owner", "team")
 
 
 def _get(queryset: QuerySet, pk) -> object:

@@ -449,9 +449,9 @@ def test_timeline_query_count_does_not_grow_with_the_page(
 
     add_each_kind()
     client.get(url)
-    # session, user, memberships, converted leads, the page, names for the page (presentation), then
-    # one query each for the emails, interactions and tickets of the page
-    with django_assert_num_queries(10 + REQUEST_TRANSACTION_QUERIES) as small:
+    # session, user, memberships, the contact's team by tenant, converted leads, the page, names for the
+    # page (presentation), then one query each for the emails, interactions and tickets of the page
+    with django_assert_num_queries(11 + REQUEST_TRANSACTION_QUERIES) as small:
         client.get(url)
     for _ in range(3):
         add_each_kind()

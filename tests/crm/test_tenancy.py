@@ -118,3 +118,34 @@ def test_deleted_activities_leave_the_feed(tenant):
     activity.deleted_at = timezone.now()
     activity.save(update_fields=["deleted_at"])
     assert not FeedEntry.objects.for_tenant(tenant).filter(pk=activity.pk).exists()
+
+
+def test_with_related_fetches_tenant_owned_relations_by_tenant_not_by_a_bare_join(tenant, other_tenant):
+    """A contact's team and account come from queries that name the tenant (tenant-first on a distributed
+    database, and no row of another tenant even if a key pointed at one); users are still joined."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from crm.models import Contact
+
+    team = factories.TeamFactory(tenant=tenant)
+    account = factories.AccountFactory(tenant=tenant)
+    owner = factories.UserFactory()
+    factories.ContactFactory(tenant=tenant, team=team, account=account, owner=owner)
+    # a corrupt key to another tenant's account must not bring that account in
+    foreign = factories.AccountFactory(tenant=other_tenant, name="Foreign Co")
+    stray = factories.ContactFactory(tenant=tenant, team=team, account=account)
+    Contact.objects.filter(pk=stray.pk).update(account_id=foreign.pk)
+
+    with CaptureQueriesContext(connection) as ctx:
+        rows = list(
+            Contact.objects.for_tenant(tenant).with_related(tenant, "owner", "team", "account").order_by("pk")
+        )
+        assert [(c.team, c.owner) for c in rows] == [(team, owner), (team, None)]
+        assert [c.account for c in rows] == [account, None]
+    contact_sql, *related = [q["sql"] for q in ctx.captured_queries]
+    assert 'JOIN "auth_user"' in contact_sql
+    assert "crm_team" not in contact_sql and "crm_account" not in contact_sql
+    assert len(related) == 2
+    for sql in related:
+        assert f'"tenant_id" = {tenant.pk}' in sql
