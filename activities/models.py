@@ -2,11 +2,20 @@ from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector
 from django.db import models
 from django.db.models import Q
 
 from crm.tenancy import TenantManager, TenantOwned, TenantQuerySet
+
+
+class SummaryTsvector(models.Func):
+    """``to_tsvector('simple', summary)``: what the summary GIN indexes hold and the grid's summary filter
+    matches (activities.selectors.SUMMARY_TSVECTOR). No COALESCE (a NULL summary matches no query either
+    way): PostgreSQL counts COALESCE as able to leak, and under row-level security only leakproof
+    conditions may use an index (crm.rls.LEAKPROOF_FUNCTIONS)."""
+
+    template = "to_tsvector('simple'::regconfig, (%(expressions)s)::text)"
+    output_field = models.TextField()  # only ever indexed
 
 
 class ActivityType(models.TextChoices):
@@ -154,7 +163,7 @@ class Activity(TenantOwned):
             models.Index(
                 fields=["tenant", "deleted_at"], name="act_deleted_idx", condition=Q(deleted_at__isnull=False)
             ),
-            GinIndex(SearchVector("summary", config="simple"), name="act_summary_fts"),
+            GinIndex(SummaryTsvector("summary"), name="act_summary_tsv"),
         ]
 
     def __str__(self) -> str:

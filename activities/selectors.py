@@ -30,8 +30,9 @@ PAGE_SIZES = (25, 50, 100)
 DEFAULT_PAGE_SIZE = 50
 CURSOR_SALT = "activities.grid.cursor"
 
-# Matches the GIN expression indexes act_summary_fts / ci_summary_fts through the view.
-SUMMARY_TSVECTOR = "to_tsvector('simple'::regconfig, (COALESCE(summary, ''::character varying))::text)"
+# Matches the GIN expression indexes act_summary_tsv / ci_summary_tsv (activities.models.SummaryTsvector)
+# through the view.
+SUMMARY_TSVECTOR = "to_tsvector('simple'::regconfig, (summary)::text)"
 
 
 def feed_visible(*, membership: Membership) -> QuerySet[FeedEntry]:

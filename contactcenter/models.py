@@ -1,11 +1,10 @@
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector
 from django.db import models
 from django.db.models import Q
 
-from activities.models import ActivityType, Direction
+from activities.models import ActivityType, Direction, SummaryTsvector
 from crm.tenancy import TenantOwned, Timestamped
 
 
@@ -148,7 +147,7 @@ class ClosedInteraction(TenantOwned):
                 condition=Q(activity_logged=False),
             ),
             models.Index(fields=["tenant", "-closed_at"], name="ci_tenant_closed"),
-            GinIndex(SearchVector("summary", config="simple"), name="ci_summary_fts"),
+            GinIndex(SummaryTsvector("summary"), name="ci_summary_tsv"),
         ]
 
     def __str__(self) -> str:
