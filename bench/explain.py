@@ -68,7 +68,8 @@ def _scans(
             "user_id" in cond or USER_LITERAL.search(node.get("Filter", ""))
         ):
             how = "by user"  # the middleware finds a user's memberships before it knows the tenant
-        elif kind == "Seq Scan" and (sizes or {}).get(relation, SMALL_TABLE_ROWS) < SMALL_TABLE_ROWS:
+        # reltuples is -1 for a table never analysed: not taken for a small one
+        elif kind == "Seq Scan" and 0 <= (sizes or {}).get(relation, -1) < SMALL_TABLE_ROWS:
             how = "small table"
         else:
             how = "policy only"
