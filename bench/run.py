@@ -267,8 +267,8 @@ MAT_INDEXES = [
     "CREATE INDEX ON activity_feed_mat (tenant_id, agent_id, occurred_at DESC, id DESC)",
     "CREATE INDEX ON activity_feed_mat (tenant_id, type, occurred_at DESC, id DESC)",
     "CREATE INDEX ON activity_feed_mat (tenant_id, contact_id, occurred_at DESC, id DESC)",
-    "CREATE INDEX ON activity_feed_mat USING gin "
-    "(to_tsvector('simple'::regconfig, (COALESCE(summary, ''::character varying))::text))",
+    # the expression the feed's tables index (activities.models.SummaryTsvector)
+    "CREATE INDEX ON activity_feed_mat USING gin (to_tsvector('simple'::regconfig, (summary)::text))",
 ]
 
 
